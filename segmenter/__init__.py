@@ -1,0 +1,38 @@
+"""Built-in SAM 2 (Segment Anything 2): Meta's image model re-implemented in plain PyTorch.
+
+Loads Meta's official checkpoints (SAM 2 and SAM 2.1, tiny to large) strictly, gives the same
+numbers as Meta's code, and needs no torchvision, hydra, CUDA extension or git clone.
+
+    from segmenter import build_sam2, SAM2ImagePredictor
+    model = build_sam2("sam2.1_hiera_l.yaml", "checkpoints/sam2.1_hiera_large.pt")
+    predictor = SAM2ImagePredictor(model)
+    predictor.set_image(image)             # HxWx3 RGB array, PIL image or path
+    masks, scores, logits = predictor.predict(box=[x0, y0, x1, y1], multimask_output=False)
+"""
+
+from .build_sam import build_model, build_sam2, build_sam2_hf
+from .checkpoint import CheckpointError, detect_variant, read_checkpoint
+from .config import ConfigError, SAM2Config, resolve_config, variants
+from .image_io import ImageError, load_rgb
+from .modeling import SAM2Model
+from .predictor import SAM2ImagePredictor
+from .random_weights import random_state_dict, save_random_checkpoint
+
+__all__ = [
+    "build_sam2",
+    "build_sam2_hf",
+    "build_model",
+    "SAM2ImagePredictor",
+    "SAM2Model",
+    "SAM2Config",
+    "variants",
+    "resolve_config",
+    "detect_variant",
+    "read_checkpoint",
+    "random_state_dict",
+    "save_random_checkpoint",
+    "load_rgb",
+    "CheckpointError",
+    "ConfigError",
+    "ImageError",
+]

@@ -1,0 +1,63 @@
+"""Meta's SAM 2 (PyPI ``sam2==1.1.0``, byte-identical to facebookresearch/sam2 @2b90b9f) as the
+reference implementation for parity tests. Test-only: runtime code never imports it.
+
+Its torchvision dependency is a CUDA build that does not import with the CPU torch ("operator
+torchvision::nms does not exist"); defining the two op schemas it expects first makes it import.
+"""
+
+import functools
+
+import pytest
+import torch
+
+
+def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    order = scores.argsort(descending=True)
+    keep = []
+    while order.numel():
+        i = order[0]
+        keep.append(i)
+        if order.numel() == 1:
+            break
+        rest = boxes[order[1:]]
+        lt = torch.maximum(boxes[i, :2], rest[:, :2])
+        rb = torch.minimum(boxes[i, 2:], rest[:, 2:])
+        inter = (rb - lt).clamp(min=0).prod(dim=1)
+        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+        iou = inter / (area(boxes[i]) + area(rest) - inter)
+        order = order[1:][iou <= iou_threshold]
+    return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)
+
+
+@functools.lru_cache(maxsize=None)
+def _register_torchvision_ops() -> None:
+    lib = torch.library.Library("torchvision", "DEF")
+    for name in ("nms", "qnms"):
+        lib.define(f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.impl(name, _nms, "CPU")
+    _register_torchvision_ops.lib = lib  # keep the library alive
+
+
+def import_meta_sam2():
+    """Meta's ``sam2`` package, or skip the test where it is not installed."""
+    _register_torchvision_ops()
+    try:
+        import torchvision.extension
+
+        torchvision.extension._has_ops = lambda: True
+        import sam2.build_sam  # noqa: F401
+        import sam2.sam2_image_predictor  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        pytest.skip(f"Meta's sam2 reference is not installed: {e}")
+    import sam2
+
+    return sam2
+
+
+def build_meta_model(config_name: str, state_dict):
+    """Meta's SAM2Base for ``config_name`` (e.g. 'configs/sam2.1/sam2.1_hiera_t.yaml') on CPU,
+    float32, eval mode, with ``state_dict`` loaded strictly."""
+    sam2 = import_meta_sam2()
+    model = sam2.build_sam.build_sam2(config_name, ckpt_path=None, device="cpu", apply_postprocessing=True)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
