@@ -5,8 +5,6 @@ refused. Every failure is a :class:`CheckpointError` whose message says what is 
 to do, never a traceback from deep inside torch.
 """
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Dict, List, Union
 
@@ -71,15 +69,15 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     path = Path(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except Exception as e:  # torch.load raises many types on bad bytes (KeyError, EOFError, ...)
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in str(e):
+            raise CheckpointError(
+                f"{path} was refused: it is not a plain weights file (loading it would need to run code "
+                f"from the pickle, which is never done). Details: {detail}"
+            ) from e
         raise CheckpointError(
-            f"{path} was refused: it is not a plain weights file (loading it would need to run code "
-            f"from the pickle, which is never done). Details: {str(e).splitlines()[0]}"
-        ) from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt download?): "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt download?): {detail}"
         ) from e
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise CheckpointError(f"{path} is not a SAM 2 checkpoint: expected a dict with a 'model' state dict")

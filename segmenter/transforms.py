@@ -21,6 +21,8 @@ def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     """HxWx3 RGB array (uint8, or float in [0, 1]) -> 3xHxW float32 in [0, 1] on ``device``.
 
     uint8 pixels travel to the device as bytes and are converted there."""
+    if not rgb.flags.writeable:  # e.g. arrays backed by a PIL image; torch wants writable memory
+        rgb = rgb.copy()
     tensor = torch.from_numpy(rgb).to(device).permute(2, 0, 1)
     if tensor.dtype == torch.uint8:
         return tensor.float().div(255)
