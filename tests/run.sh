@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up the test environment and runs the whole suite: bash tests/run.sh [pytest args]
+# - a virtual environment in .venv (VENV=... to choose another),
+# - torch 2.13.0 (CPU), this package and pytest, pinned by tests/constraints.txt,
+# - Meta's sam2==1.1.0 as the parity reference (test-only; it is never imported at run time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --quiet --constraint tests/constraints.txt)
+"${PIP[@]}" torch==2.13.0 setuptools wheel
+"${PIP[@]}" --no-build-isolation ".[test]"
+"$PY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation sam2==1.1.0
+exec "$PY" -m pytest tests "$@"

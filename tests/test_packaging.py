@@ -1,0 +1,56 @@
+"""Installation and run-time dependencies: a non-editable install carries the configs; the
+runtime never imports torchvision, timm, hydra or Meta's sam2; the download script covers
+every variant."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import segmenter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_non_editable_install_includes_configs(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)],
+        check=True,
+    )
+    assert sorted(p.name for p in (target / "segmenter" / "configs").glob("*/*.yaml")) == sorted(
+        f"{name}.yaml" for name in segmenter.variants()
+    )
+    code = "import segmenter; print(segmenter.__file__); print(len(segmenter.variants()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)},
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    assert out[0].startswith(str(target)) and out[1] == "8"
+
+
+def test_runtime_imports_no_torchvision_timm_hydra_or_meta_sam2():
+    code = """
+import dataclasses, sys
+import numpy as np
+import segmenter
+config = dataclasses.replace(segmenter.resolve_config("sam2.1_hiera_tiny"), image_size=256)
+model = segmenter.build_model(config).eval()
+predictor = segmenter.SAM2ImagePredictor(model, max_hole_area=10, max_sprinkle_area=10)
+predictor.set_image(np.zeros((40, 60, 3), np.uint8))
+predictor.predict(box=[1, 2, 30, 20])
+print(sorted(m for m in ("torchvision", "timm", "hydra", "omegaconf", "sam2") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_download_script_covers_every_variant():
+    urls = set()
+    for release in ("sam2", "sam2.1"):
+        out = subprocess.run(
+            ["bash", str(ROOT / "checkpoints" / "download_ckpts.sh"), release, "all"],
+            env={**os.environ, "DRY_RUN": "1"}, check=True, capture_output=True, text=True,
+        )
+        urls.update(out.stdout.split())
+    assert urls == {config.checkpoint_url for config in segmenter.variants().values()}
