@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import segmenter  # noqa: E402
-from meta_reference import build_meta_model, import_meta_sam2  # noqa: E402
+from meta_reference import build_meta_model, import_meta_sam2, meta_config_name  # noqa: E402
 
 IMAGE_SIZES = [(480, 640), (720, 1280), (600, 800), (512, 512)]  # (H, W)
 BOXES_PER_IMAGE = 8
@@ -103,16 +103,6 @@ def synthetic_boxes(height: int, width: int, count: int, seed: int) -> np.ndarra
 # --------------------------------------------------------------------------------------------
 
 
-def meta_config_name(variant: str) -> str:
-    """Meta's hydra config name for one of our variants, e.g. sam2.1_hiera_tiny ->
-    configs/sam2.1/sam2.1_hiera_t.yaml."""
-    config = segmenter.resolve_config(variant)
-    if config.version not in ("2", "2.1") or not config.aliases:
-        raise SystemExit(f"cannot map variant {config.name!r} (version {config.version!r}) to a Meta config")
-    folder = "sam2.1" if config.version == "2.1" else "sam2"
-    return f"configs/{folder}/{config.aliases[0]}.yaml"
-
-
 def build_predictors(args):
     """(ours, Meta's, autocast context for Meta's calls, Meta config name) on identical weights."""
     device = torch.device(args.device)
@@ -125,7 +115,7 @@ def build_predictors(args):
 
     config_name = meta_config_name(args.variant)
     sam2 = import_meta_sam2()
-    meta_model = build_meta_model(config_name, state_dict).to(device).eval()
+    meta_model = build_meta_model(args.variant, state_dict).to(device).eval()
     meta = sam2.sam2_image_predictor.SAM2ImagePredictor(meta_model)
 
     def meta_context():

@@ -10,6 +10,8 @@ import functools
 import pytest
 import torch
 
+import segmenter
+
 
 def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     order = scores.argsort(descending=True)
@@ -54,10 +56,16 @@ def import_meta_sam2():
     return sam2
 
 
-def build_meta_model(config_name: str, state_dict):
-    """Meta's SAM2Base for ``config_name`` (e.g. 'configs/sam2.1/sam2.1_hiera_t.yaml') on CPU,
-    float32, eval mode, with ``state_dict`` loaded strictly."""
+def meta_config_name(variant: str) -> str:
+    """Meta's hydra config for one of our variants: sam2.1_hiera_tiny -> configs/sam2.1/sam2.1_hiera_t.yaml."""
+    config = segmenter.resolve_config(variant)
+    folder = "sam2.1" if config.version == "2.1" else "sam2"
+    return f"configs/{folder}/{config.aliases[0]}.yaml"
+
+
+def build_meta_model(variant: str, state_dict):
+    """Meta's SAM2Base for our ``variant`` on CPU, float32, eval mode, ``state_dict`` loaded strictly."""
     sam2 = import_meta_sam2()
-    model = sam2.build_sam.build_sam2(config_name, ckpt_path=None, device="cpu", apply_postprocessing=True)
+    model = sam2.build_sam.build_sam2(meta_config_name(variant), ckpt_path=None, device="cpu", apply_postprocessing=True)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()

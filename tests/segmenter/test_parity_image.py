@@ -12,10 +12,7 @@ from meta_reference import build_meta_model, import_meta_sam2
 from numerics import assert_close, assert_masks_match
 from segmenter.transforms import preprocess, to_tensor
 
-TINY_VARIANTS = {
-    "sam2_hiera_tiny": "configs/sam2/sam2_hiera_t.yaml",
-    "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
-}
+TINY_VARIANTS = ["sam2_hiera_tiny", "sam2.1_hiera_tiny"]
 
 
 def synthetic_image(h: int, w: int, seed: int) -> np.ndarray:
@@ -39,11 +36,11 @@ class Pair:
     image: np.ndarray
 
 
-@pytest.fixture(scope="module", params=sorted(TINY_VARIANTS), ids=str)
+@pytest.fixture(scope="module", params=TINY_VARIANTS, ids=str)
 def pair(request) -> Pair:
     sam2 = import_meta_sam2()
     state_dict = segmenter.random_state_dict(request.param, seed=7)
-    meta_model = build_meta_model(TINY_VARIANTS[request.param], state_dict)
+    meta_model = build_meta_model(request.param, state_dict)
     ours_model = segmenter.build_model(segmenter.resolve_config(request.param)).eval()
     ours_model.load_state_dict(state_dict, strict=True)
     image = synthetic_image(480, 640, seed=1)  # non-square

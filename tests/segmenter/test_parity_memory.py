@@ -15,8 +15,7 @@ SIDE = 16  # feature map side; Meta's RoPE recomputes its frequencies for it
 def models(request):
     config = segmenter.resolve_config(request.param)
     state_dict = segmenter.random_state_dict(request.param, seed=4)
-    folder = "sam2.1" if config.version == "2.1" else "sam2"
-    meta = build_meta_model(f"configs/{folder}/{config.aliases[0]}.yaml", state_dict)
+    meta = build_meta_model(request.param, state_dict)
     ours = segmenter.build_model(config).eval()
     ours.load_state_dict(state_dict, strict=True)
     return meta, ours

@@ -11,17 +11,12 @@ from numerics import assert_close
 INPUT_SIZE = 256  # stride-16 map 16x16: smaller than the 14/16 windows, so padding is exercised
 
 
-def meta_config_name(config: segmenter.SAM2Config) -> str:
-    folder = "sam2.1" if config.version == "2.1" else "sam2"
-    return f"configs/{folder}/{config.aliases[0]}.yaml"
-
-
 @pytest.mark.parametrize("variant", list(segmenter.variants()))
 @torch.no_grad()
 def test_trunk_and_neck_match_meta(variant):
     config = segmenter.resolve_config(variant)
     state_dict = segmenter.random_state_dict(variant, seed=11)
-    meta = build_meta_model(meta_config_name(config), state_dict)  # strict load: same keys and shapes
+    meta = build_meta_model(variant, state_dict)  # strict load: same keys and shapes
     ours = segmenter.build_model(config).eval()
     ours.load_state_dict(state_dict, strict=True)
     assert set(meta.state_dict()) == set(ours.state_dict())

@@ -221,3 +221,25 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_bf16_autocast_path(model, image, monkeypatch):
+    """The CUDA bf16 path, run under CPU autocast: mixed dtypes flow through encoder, decoder and
+    postprocessing, outputs come back float32, and masks stay close to the float32 ones."""
+    import contextlib
+
+    import segmenter.predictor as predictor_module
+
+    def cpu_bf16(device, bf16):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    monkeypatch.setattr(predictor_module, "autocast_context", cpu_bf16)
+    outputs = {}
+    for bf16 in (False, True):
+        p = segmenter.SAM2ImagePredictor(model, bf16=bf16)
+        p.set_image(image)
+        outputs[bf16] = p.predict(box=[[10, 10, 60, 50], [0, 0, 100, 80]], multimask_output=False)
+    assert outputs[True][0].dtype == outputs[True][1].dtype == outputs[True][2].dtype == np.float32
+    assert np.isfinite(outputs[True][2]).all()
+    assert (outputs[True][0] == outputs[False][0]).mean() > 0.9
+    np.testing.assert_allclose(outputs[True][1], outputs[False][1], atol=0.1)
