@@ -98,7 +98,7 @@ class SAM2ImagePredictor:
     def set_image_batch(self, image_list: Sequence[ImageInput]) -> None:
         """Compute and cache the embeddings of several images, of any sizes, in one forward
         pass. Masks then come from :meth:`predict_batch`."""
-        if isinstance(image_list, (np.ndarray, str)) or not len(image_list):
+        if not isinstance(image_list, (list, tuple)) or not image_list:
             raise TypeError("set_image_batch expects a non-empty list of images")
         self._set_images(list(image_list))
         self._is_batch = True
@@ -106,8 +106,10 @@ class SAM2ImagePredictor:
     def _set_images(self, images: List[ImageInput]) -> None:
         self.reset_predictor()
         arrays = [load_rgb(image) for image in images]
-        tensors = [to_tensor(a, self.device) for a in arrays]
-        batch = preprocess(tensors, self.model.image_size)
+        # Antialiased resizing exists on MPS only from torch 2.7: resize on the CPU there.
+        resize_device = torch.device("cpu") if self.device.type == "mps" else self.device
+        tensors = [to_tensor(a, resize_device) for a in arrays]
+        batch = preprocess(tensors, self.model.image_size).to(self.device)
         with autocast_context(self.device, self.bf16):
             image_embed, high_res = self.model.encode_images(batch)
         self._features = ImageFeatures(image_embed, high_res, [a.shape[:2] for a in arrays])

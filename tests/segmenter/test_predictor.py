@@ -153,7 +153,9 @@ def test_predict_batch_needs_one_entry_per_image(model, image):
         p.predict_batch(box_batch=[[0, 0, 5, 5]])
 
 
-@pytest.mark.parametrize("bad", [[], np.zeros((4, 4, 3), np.uint8), "image.png"], ids=["empty", "array", "str"])
+@pytest.mark.parametrize(
+    "bad", [[], np.zeros((4, 4, 3), np.uint8), "image.png", Image.new("RGB", (4, 4))], ids=["empty", "array", "str", "PIL"]
+)
 def test_set_image_batch_needs_a_list(model, bad):
     with pytest.raises(TypeError, match="non-empty list"):
         segmenter.SAM2ImagePredictor(model).set_image_batch(bad)
