@@ -12,10 +12,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=["grounded_sam2", "segmenter", "segmenter.modeling", "segmenter.configs"],
-    # The variant YAML files live in the top-level configs/ folder and install as segmenter/configs.
-    package_dir={"segmenter.configs": "configs"},
-    package_data={"segmenter.configs": ["*/*.yaml"]},
+    packages=["grounded_sam2", "grounded_sam2.ontologies", "segmenter", "segmenter.modeling", "segmenter.configs"],
+    # Top-level data folders install inside the packages that read them.
+    package_dir={"segmenter.configs": "configs", "grounded_sam2.ontologies": "ontologies"},
+    package_data={"segmenter.configs": ["*/*.yaml"], "grounded_sam2.ontologies": ["*.yaml"]},
     install_requires=[
         "torch>=2.1",
         "numpy",
@@ -23,6 +23,14 @@ setup(
         "pillow",
         "pyyaml",
         "huggingface_hub",
+        "transformers>=5.23",  # native Florence-2 (no remote code)
+        "supervision>=0.31",
+        "autodistill>=0.1.29",
+        # autodistill.detection imports these without declaring them
+        "roboflow",
+        "scikit-learn",
+        "tqdm",
+        "pycocotools",
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -32,21 +32,25 @@ def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> tor
 
 
 @functools.lru_cache(maxsize=None)
-def _register_torchvision_ops() -> None:
+def register_torchvision_ops() -> None:
+    """Define torchvision's nms/qnms op schemas (pure-torch NMS) and tell torchvision its ops
+    are loaded, so that the CUDA-only torchvision wheel imports with the CPU torch."""
     lib = torch.library.Library("torchvision", "DEF")
     for name in ("nms", "qnms"):
         lib.define(f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         lib.impl(name, _nms, "CPU")
-    _register_torchvision_ops.lib = lib  # keep the library alive
+    register_torchvision_ops.lib = lib  # keep the library alive
+    try:
+        import torchvision.extension
+    except ImportError:  # not installed: nothing to make importable
+        return
+    torchvision.extension._has_ops = lambda: True
 
 
 def import_meta_sam2():
     """Meta's ``sam2`` package, or skip the test where it is not installed."""
-    _register_torchvision_ops()
+    register_torchvision_ops()
     try:
-        import torchvision.extension
-
-        torchvision.extension._has_ops = lambda: True
         import sam2.build_sam  # noqa: F401
         import sam2.sam2_image_predictor  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the environment
