@@ -1,0 +1,112 @@
+"""Pure functions that turn Florence-2's generated tokens into scored, prompt-matched boxes.
+
+Florence-2 answers a grounding request as ``phrase<loc_x0><loc_y0><loc_x1><loc_y1>...``: each
+phrase is followed by one or more groups of four location tokens, each ``<loc_N>`` (N in
+0..999) being a bin of 1/1000 of the image width or height.
+
+Confidence of a box: the geometric mean of the probabilities the model gave to the tokens that
+produced it, i.e. ``exp(mean(log p))`` over the phrase's text tokens and the box's four location
+tokens (log-probabilities from the raw logits, before any logits processing).
+"""
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+LOCATION_BINS = 1000
+
+
+@dataclass(frozen=True)
+class ParsedBox:
+    """One box read from the generated tokens."""
+
+    phrase: str
+    bins: Tuple[int, int, int, int]  # x0, y0, x1, y1 location bins
+    confidence: float
+
+
+def parse_grounding(
+    token_ids: Sequence[int],
+    log_probs: Sequence[float],
+    location_ids: Dict[int, int],
+    stop_ids: Sequence[int],
+    decode,
+) -> List[ParsedBox]:
+    """Boxes from generated token ids (decoder start token excluded).
+
+    Arguments:
+      token_ids: generated ids, aligned with ``log_probs`` (one log-probability per token).
+      location_ids: token id -> location bin for the ``<loc_N>`` tokens.
+      stop_ids: ids that end the answer (``</s>``, ``<pad>``).
+      decode: function turning a list of text token ids into a string.
+    """
+    boxes: List[ParsedBox] = []
+    text_ids: List[int] = []
+    text_lp: List[float] = []
+    locations: List[Tuple[int, float]] = []
+    after_box = False
+    for token, lp in zip(token_ids, log_probs):
+        token = int(token)
+        if token in stop_ids:
+            break
+        if token in location_ids:
+            locations.append((location_ids[token], float(lp)))
+            if len(locations) == 4:
+                phrase = decode(text_ids).strip()
+                if phrase:
+                    scores = text_lp + [p for _, p in locations]
+                    bins = tuple(b for b, _ in locations)
+                    boxes.append(ParsedBox(phrase, bins, math.exp(sum(scores) / len(scores))))
+                locations = []
+                after_box = True
+            continue
+        if after_box or locations:  # text after location tokens starts a new phrase
+            text_ids, text_lp, after_box = [], [], False
+            locations = []  # an incomplete location group is dropped
+        text_ids.append(token)
+        text_lp.append(float(lp))
+    return boxes
+
+
+def bins_to_xyxy(bins: Sequence[int], width: int, height: int) -> Tuple[float, float, float, float]:
+    """Location bins to pixel XYXY (bin centres), clipped to the image, with x0 <= x1, y0 <= y1."""
+    x0, y0, x1, y1 = ((b + 0.5) * size / LOCATION_BINS for b, size in zip(bins, (width, height, width, height)))
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+_ARTICLES = re.compile(r"^(a|an|the)\s+")
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def _singular(word: str) -> str:
+    for suffix, replacement in (("ies", "y"), ("ves", "f"), ("ses", "s"), ("xes", "x"), ("ches", "ch"), ("shes", "sh")):
+        if word.endswith(suffix) and len(word) > len(suffix) + 1:
+            return word[: -len(suffix)] + replacement
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def normalize_phrase(text: str, drop_non_ascii: bool = False) -> str:
+    """Canonical form for matching: accents folded to ASCII ("café" -> "cafe"), or non-ASCII
+    characters dropped as Florence's own parser does ("café" -> "caf"); lower case, punctuation
+    as spaces, leading article removed, each word singular."""
+    if not drop_non_ascii:
+        text = unicodedata.normalize("NFKD", text)
+    text = text.encode("ascii", "ignore").decode("ascii").lower()
+    text = _NON_WORD.sub(" ", text).strip()
+    text = _ARTICLES.sub("", text)
+    return " ".join(_singular(w) for w in text.split())
+
+
+def match_prompt(phrase: str, prompts: Sequence[str]) -> Optional[str]:
+    """The prompt a returned phrase stands for, or None when it matches none of them."""
+    key = normalize_phrase(phrase)
+    if not key:
+        return None
+    for prompt in prompts:
+        if key in (normalize_phrase(prompt), normalize_phrase(prompt, drop_non_ascii=True)):
+            return prompt
+    return None
