@@ -9,3 +9,16 @@ from grounded_sam2.tiny_models import make_tiny_florence2
 def tiny_florence(tmp_path_factory) -> Path:
     """A tiny random native Florence-2 saved to disk, loaded by path through the real loader."""
     return make_tiny_florence2(tmp_path_factory.mktemp("models") / "florence2")
+
+
+@pytest.fixture(scope="session")
+def small_sam2():
+    """SAM 2.1 tiny at a 256-pixel input with random weights: fast on CPU."""
+    import dataclasses
+
+    import segmenter
+
+    config = dataclasses.replace(segmenter.resolve_config("sam2.1_hiera_tiny"), image_size=256)
+    model = segmenter.build_model(config).eval()
+    model.load_state_dict(segmenter.random_state_dict(config, seed=3))
+    return model

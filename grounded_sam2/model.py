@@ -1,0 +1,198 @@
+"""GroundedSAM2: text ontology -> Florence-2 boxes -> SAM 2 masks -> ``sv.Detections``.
+
+An autodistill base model: ``GroundedSAM2(ontology=CaptionOntology({...})).predict("dog.jpeg")``
+works as with ``autodistill_grounded_sam_2``; only the import changes.
+
+Confidence of a detection = Florence-2's box confidence (see :mod:`grounded_sam2.phrases`) x
+SAM 2's predicted IoU of its mask; both factors are kept in ``data["grounding_confidence"]``
+and ``data["sam_iou"]``.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import supervision as sv
+import torch
+from autodistill.detection import CaptionOntology, DetectionBaseModel
+from PIL import Image
+
+from segmenter import SAM2ImagePredictor, SAM2Model, build_sam2
+from segmenter.device import resolve_device
+from segmenter.image_io import load_rgb
+
+from .grounding import DEFAULT_FLORENCE, Florence2Grounder, GroundedBox, GroundingSettings
+from .ontology import Ontology
+
+DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
+ImageInput = Union[str, Path, np.ndarray, Image.Image]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which grounding boxes go on to SAM 2."""
+
+    min_confidence: float = 0.0  # minimum grounding confidence
+    nms_threshold: Optional[float] = 0.7  # IoU above which the less confident box is dropped; None: off
+    class_agnostic_nms: bool = False
+    min_box_area: float = 0.0  # pixels
+
+
+def to_rgb_uint8(image: ImageInput, rgb: bool = False) -> np.ndarray:
+    """An HxWx3 RGB uint8 array from a path, a PIL image or a numpy array.
+
+    Numpy arrays are BGR (as ``cv2.imread`` returns them and autodistill passes them) unless
+    ``rgb=True``."""
+    if isinstance(image, np.ndarray) and not rgb and image.ndim == 3 and image.shape[2] in (3, 4):
+        image = image[:, :, 2::-1]
+    array = load_rgb(image)
+    if array.dtype != np.uint8:
+        array = (array * 255.0).round().astype(np.uint8)
+    return array
+
+
+def empty_detections(height: int, width: int) -> sv.Detections:
+    return sv.Detections(
+        xyxy=np.zeros((0, 4), np.float32),
+        mask=np.zeros((0, height, width), bool),
+        class_id=np.zeros(0, int),
+        confidence=np.zeros(0, np.float32),
+        data={k: np.array([], dtype=object) for k in ("class_name", "prompt")}
+        | {k: np.zeros(0, np.float32) for k in ("grounding_confidence", "sam_iou")},
+    )
+
+
+class GroundedSAM2(DetectionBaseModel):
+    """Labels images with masks for the prompts of an ontology."""
+
+    def __init__(
+        self,
+        ontology: Union[CaptionOntology, Ontology, dict, str, Path],
+        florence: str = DEFAULT_FLORENCE,
+        sam2: Union[str, Path, SAM2Model] = DEFAULT_SAM2,
+        device: Union[str, torch.device, None] = None,
+        strategy: str = "phrase_grounding",
+        min_confidence: float = 0.0,
+        nms_threshold: Optional[float] = 0.7,
+        class_agnostic_nms: bool = False,
+        min_box_area: float = 0.0,
+        tighten_boxes: bool = False,
+        num_beams: int = 1,
+        max_new_tokens: int = 512,
+        batch_size: int = 8,
+        bf16: bool = True,
+    ) -> None:
+        """
+        Arguments:
+          ontology: {prompt: class} as a dict, autodistill CaptionOntology, YAML/JSON file or JSON.
+          florence: Florence-2 hub id or local directory (native transformers checkpoint).
+          sam2: SAM 2 checkpoint path, hub id (``facebook/sam2.1-hiera-large``), variant name, or a
+            built :class:`segmenter.SAM2Model`.
+          device: ``cpu``, ``cuda``, ``mps``...; None picks the best available.
+          strategy: ``"phrase_grounding"`` (all prompts in one caption) or ``"open_vocabulary"``.
+          min_confidence, nms_threshold, class_agnostic_nms, min_box_area: box filters applied
+            before segmentation (see :class:`Filters`).
+          tighten_boxes: replace each box by the bounding box of its mask.
+          num_beams, max_new_tokens, batch_size: Florence-2 decoding (rows per generate call).
+          bf16: bfloat16 on CUDA for both models.
+        """
+        self._ontology = Ontology.load(ontology)  # validated before any model loads
+        self.ontology = CaptionOntology(self._ontology.to_dict())
+        self.filters = Filters(min_confidence, nms_threshold, class_agnostic_nms, min_box_area)
+        self.tighten_boxes = tighten_boxes
+        self.device = resolve_device(device)
+        settings = GroundingSettings(strategy, num_beams, max_new_tokens, batch_size=batch_size)
+        self.grounder = Florence2Grounder(florence, self.device, bf16=bf16, settings=settings)
+        model = sam2 if isinstance(sam2, SAM2Model) else build_sam2(None, sam2, device=self.device)
+        self.predictor = SAM2ImagePredictor(model.to(self.device), bf16=bf16)
+
+    @property
+    def classes(self) -> List[str]:
+        """Class names; a detection's class_id indexes this list."""
+        return list(self._ontology.classes)
+
+    def predict(self, input: ImageInput, rgb: bool = False) -> sv.Detections:
+        """Detections with masks for one image: a path, a PIL image or a numpy array (BGR unless
+        ``rgb=True``). Masks are boolean NxHxW at the image's size."""
+        return self.predict_batch([input], rgb=rgb)[0]
+
+    def predict_batch(self, inputs: Sequence[ImageInput], rgb: bool = False) -> List[sv.Detections]:
+        """:meth:`predict` for several images: grounded together, encoded in one SAM 2 pass."""
+        images = [to_rgb_uint8(image, rgb) for image in inputs]
+        grounded = self.grounder.ground(images, self._ontology.prompts)
+        return self.segment(images, [self._filter(boxes) for boxes in grounded])
+
+    def segment_boxes(
+        self, images: Sequence[ImageInput], boxes: Sequence[np.ndarray], class_ids: Sequence[np.ndarray], rgb: bool = False
+    ) -> List[sv.Detections]:
+        """Masks for boxes you already have (grounding skipped): per image an Nx4 XYXY array and
+        N class ids (indexes of :attr:`classes`). Confidence is SAM 2's predicted IoU."""
+        arrays = [to_rgb_uint8(image, rgb) for image in images]
+        classes = self._ontology.classes
+        requests = []
+        for xyxy, ids in zip(boxes, class_ids):
+            requests.append([
+                GroundedBox(classes[int(c)], classes[int(c)], tuple(map(float, b)), 1.0)
+                for b, c in zip(np.asarray(xyxy).reshape(-1, 4), np.asarray(ids).reshape(-1))
+            ])
+        return self.segment(arrays, requests)
+
+    def _filter(self, boxes: List[GroundedBox]) -> List[GroundedBox]:
+        f = self.filters
+        kept = [
+            b for b in boxes
+            if b.confidence >= f.min_confidence and (b.xyxy[2] - b.xyxy[0]) * (b.xyxy[3] - b.xyxy[1]) >= f.min_box_area
+        ]
+        if f.nms_threshold is None or len(kept) < 2:
+            return kept
+        detections = sv.Detections(
+            xyxy=np.array([b.xyxy for b in kept], np.float32),
+            confidence=np.array([b.confidence for b in kept], np.float32),
+            class_id=np.array([self._ontology.class_id(b.prompt) for b in kept]),
+            data={"index": np.arange(len(kept))},
+        ).with_nms(threshold=f.nms_threshold, class_agnostic=f.class_agnostic_nms)
+        return [kept[i] for i in sorted(detections.data["index"])]
+
+    @torch.no_grad()
+    def segment(self, images: List[np.ndarray], requests: List[List[GroundedBox]]) -> List[sv.Detections]:
+        """SAM 2 masks for grounded boxes: images encoded in one pass, each image's boxes decoded
+        in one mask-decoder call."""
+        self.predictor.set_image_batch(images)
+        results = []
+        for i, (image, boxes) in enumerate(zip(images, requests)):
+            h, w = image.shape[:2]
+            if not boxes:
+                results.append(empty_detections(h, w))
+                continue
+            xyxy = np.array([b.xyxy for b in boxes], np.float32)
+            masks, iou, _ = self.predictor.predict_torch(
+                boxes=torch.from_numpy(xyxy), multimask_output=False, img_idx=i
+            )
+            masks = masks[:, 0].cpu().numpy()
+            sam_iou = iou[:, 0].cpu().numpy().astype(np.float32)
+            grounding = np.array([b.confidence for b in boxes], np.float32)
+            if self.tighten_boxes:
+                xyxy = np.array([_mask_box(m, fallback) for m, fallback in zip(masks, xyxy)], np.float32)
+            class_ids = np.array([self._ontology.class_id(b.prompt) for b in boxes])
+            results.append(sv.Detections(
+                xyxy=xyxy,
+                mask=masks,
+                class_id=class_ids,
+                confidence=grounding * sam_iou,
+                data={
+                    "class_name": np.array([self._ontology.classes[c] for c in class_ids], dtype=object),
+                    "prompt": np.array([b.prompt for b in boxes], dtype=object),
+                    "grounding_confidence": grounding,
+                    "sam_iou": sam_iou,
+                },
+            ))
+        return results
+
+
+def _mask_box(mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Tight XYXY box of a boolean mask (pixel edges), or ``fallback`` for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return fallback
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
