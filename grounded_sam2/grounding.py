@@ -113,6 +113,7 @@ class Florence2Grounder:
         self._max_positions = self.model.config.text_config.max_position_embeddings
         self._location_ids = {tokenizer.convert_tokens_to_ids(f"<loc_{i}>"): i for i in range(1000)}
         self._stop_ids = (tokenizer.eos_token_id, tokenizer.pad_token_id)
+        self._skip_ids = (tokenizer.bos_token_id,)  # answers start with a forced <s>
 
     # --- prompts -------------------------------------------------------------------------------
 
@@ -200,4 +201,4 @@ class Florence2Grounder:
         )
         sequences = out.sequences[:, 1:].tolist()  # drop the decoder start token
         for seq, lps in zip(sequences, log_probs.float().tolist()):
-            yield parse_grounding(seq, lps, self._location_ids, self._stop_ids, tokenizer.decode)
+            yield parse_grounding(seq, lps, self._location_ids, self._stop_ids, tokenizer.decode, self._skip_ids)

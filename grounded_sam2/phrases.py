@@ -33,6 +33,7 @@ def parse_grounding(
     location_ids: Dict[int, int],
     stop_ids: Sequence[int],
     decode,
+    skip_ids: Sequence[int] = (),
 ) -> List[ParsedBox]:
     """Boxes from generated token ids (decoder start token excluded).
 
@@ -41,6 +42,7 @@ def parse_grounding(
       location_ids: token id -> location bin for the ``<loc_N>`` tokens.
       stop_ids: ids that end the answer (``</s>``, ``<pad>``).
       decode: function turning a list of text token ids into a string.
+      skip_ids: ids that are neither text nor location (the ``<s>`` Florence-2 starts with).
     """
     boxes: List[ParsedBox] = []
     text_ids: List[int] = []
@@ -51,6 +53,8 @@ def parse_grounding(
         token = int(token)
         if token in stop_ids:
             break
+        if token in skip_ids:
+            continue
         if token in location_ids:
             locations.append((location_ids[token], float(lp)))
             if len(locations) == 4:

@@ -20,6 +20,7 @@ _BANNED_GROUNDING_TOKENS = [
     "their", "theirs", "one", "oneself", "we", "us", "our", "ours", "the image", "a", "an", "the",
 ]
 IMAGE_SIZE = 32  # pixels of the tiny model's square input
+SMOKE_ANSWER = "dog<loc_100><loc_150><loc_600><loc_700>"  # what the tiny Florence-2 always answers
 _PATCH_STRIDES = (4, 2)
 
 
@@ -98,6 +99,22 @@ def make_tiny_florence2(directory: Union[str, Path], seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = Florence2ForConditionalGeneration(config).eval()
+    # A random model ends every answer at once; bias each step of a fixed answer instead, so that
+    # smoke runs go through boxes and masks: every image gets one "dog" box, whatever it shows.
+    answer = tokenizer(SMOKE_ANSWER, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    answer = [tokenizer.bos_token_id] + answer
+    model.generation_config.sequence_bias = [[[a, b], 100.0] for a, b in zip(answer[:-1], answer[1:])]
     processor.save_pretrained(directory)
     model.save_pretrained(directory)
     return directory
+
+
+def make_tiny_models(directory: Union[str, Path]) -> Tuple[Path, Path]:
+    """Write ``DIR/florence2`` and ``DIR/sam2.pt`` (random SAM 2.1 tiny in Meta's format).
+    Returns both paths; pass them as ``florence=`` / ``sam2=`` (or ``--florence`` / ``--sam2``)."""
+    from segmenter import save_random_checkpoint
+
+    directory = Path(directory)
+    florence = make_tiny_florence2(directory / "florence2")
+    sam2 = save_random_checkpoint(directory / "sam2.pt", "sam2.1_hiera_tiny")
+    return florence, sam2

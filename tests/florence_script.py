@@ -9,13 +9,14 @@ from transformers import LogitsProcessor
 
 class ScriptedAnswers(LogitsProcessor):
     """Forces the answers of successive generate rows, in order. Each answer is text such as
-    ``"dog<loc_1><loc_2><loc_3><loc_4>"``; ``</s>`` is appended. With beam search every beam of a
-    row gets its row's answer."""
+    ``"dog<loc_1><loc_2><loc_3><loc_4>"``; like the real model's, it starts with ``<s>`` and ends
+    with ``</s>``. With beam search every beam of a row gets its row's answer."""
 
     def __init__(self, tokenizer, answers: Sequence[str], num_beams: int = 1) -> None:
         self.eos = tokenizer.eos_token_id
         self.queue: List[List[int]] = [
-            tokenizer(a, add_special_tokens=False)["input_ids"] + [self.eos] for a in answers
+            [tokenizer.bos_token_id] + tokenizer(a, add_special_tokens=False)["input_ids"] + [self.eos]
+            for a in answers
         ]
         self.num_beams = num_beams
         self.current: List[List[int]] = []

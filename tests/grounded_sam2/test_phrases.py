@@ -82,3 +82,11 @@ PROMPTS = ["dog", "red car", "person riding a bicycle", "café table"]
 ])
 def test_match_prompt(phrase, expected):
     assert match_prompt(phrase, PROMPTS) == expected
+
+
+def test_leading_bos_is_skipped_not_part_of_the_phrase():
+    """Florence-2 answers start with a forced <s>; it must not join the first phrase or its score."""
+    ids = [0] + encode(["dog", (1, 2, 3, 4)])
+    log_probs = [-50.0] + [-0.1] * (len(ids) - 1)
+    [parsed] = parse_grounding(ids, log_probs, LOC, STOP, decode, skip_ids=(0,))
+    assert parsed.phrase == "dog" and parsed.confidence == pytest.approx(math.exp(-0.1))
