@@ -12,7 +12,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=["grounded_sam2", "grounded_sam2.ontologies", "segmenter", "segmenter.modeling", "segmenter.configs"],
+    packages=["grounded_sam2", "grounded_sam2.datasets", "grounded_sam2.ontologies", "segmenter", "segmenter.modeling", "segmenter.configs"],
     # Top-level data folders install inside the packages that read them.
     package_dir={"segmenter.configs": "configs", "grounded_sam2.ontologies": "ontologies"},
     package_data={"segmenter.configs": ["*/*.yaml"], "grounded_sam2.ontologies": ["*.yaml"]},
@@ -33,4 +33,5 @@ setup(
         "pycocotools",
     ],
     extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["grounded-sam2 = grounded_sam2.cli:main"]},
 )

@@ -66,7 +66,14 @@ class GroundedBox:
 
 def load_florence2(source: str, device: torch.device, bf16: bool):
     """(processor, model) from a hub id or a local directory, bf16 weights on CUDA when asked."""
-    from transformers import AutoProcessor, Florence2ForConditionalGeneration
+    try:
+        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+    except ImportError as e:
+        raise GroundingModelError(
+            f"transformers cannot import Florence-2 ({e}). transformers >= 5.23 is needed; note that it imports "
+            f"torchvision whenever torchvision is installed, so a torchvision built for another torch breaks it: "
+            f"uninstall torchvision (grounded-sam2 does not need it) or install the one matching your torch."
+        ) from e
 
     dtype = torch.bfloat16 if (bf16 and device.type == "cuda") else torch.float32
     try:

@@ -10,7 +10,7 @@ and ``data["sam_iou"]``.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import supervision as sv
@@ -24,6 +24,9 @@ from segmenter.image_io import load_rgb
 
 from .grounding import DEFAULT_FLORENCE, Florence2Grounder, GroundedBox, GroundingSettings
 from .ontology import Ontology
+
+if TYPE_CHECKING:
+    from .labeling import LabelSummary
 
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
 ImageInput = Union[str, Path, np.ndarray, Image.Image]
@@ -106,6 +109,15 @@ class GroundedSAM2(DetectionBaseModel):
         self.grounder = Florence2Grounder(florence, self.device, bf16=bf16, settings=settings)
         model = sam2 if isinstance(sam2, SAM2Model) else build_sam2(None, sam2, device=self.device)
         self.predictor = SAM2ImagePredictor(model.to(self.device), bf16=bf16)
+        # what a dataset's manifest records: resuming with other models or settings is refused
+        self.settings = {
+            "ontology": [list(pair) for pair in self._ontology.to_dict().items()],
+            "florence": str(florence),
+            "sam2": str(sam2) if not isinstance(sam2, SAM2Model) else "in-memory model",
+            "grounding": {"strategy": strategy, "num_beams": num_beams, "max_new_tokens": max_new_tokens},
+            "filters": vars(self.filters),
+            "tighten_boxes": tighten_boxes,
+        }
 
     @property
     def classes(self) -> List[str]:
@@ -137,6 +149,42 @@ class GroundedSAM2(DetectionBaseModel):
                 for b, c in zip(np.asarray(xyxy).reshape(-1, 4), np.asarray(ids).reshape(-1))
             ])
         return self.segment(arrays, requests)
+
+    def label(
+        self,
+        input_folder: Union[str, Path, Sequence[Union[str, Path]]],
+        extension: Optional[str] = None,
+        output_folder: Union[str, Path, None] = None,
+        format: str = "yolo",
+        split: Tuple[float, float, float] = (0.8, 0.2, 0.0),
+        seed: int = 0,
+        coco_mask_format: str = "rle",
+        batch_size: int = 4,
+        progress: bool = True,
+    ) -> "LabelSummary":
+        """Label a folder (searched recursively) or a list of images into a dataset on disk.
+
+        Streams: each image's labels are written as soon as they exist; running the same call
+        again resumes. ``format`` is ``"yolo"`` (segmentation), ``"yolo-det"`` or ``"coco"``;
+        ``output_folder`` defaults to ``<input_folder>_labeled`` as in autodistill; ``extension``
+        restricts the search to one extension (any case). See :mod:`grounded_sam2.datasets.writer`
+        for the layout. Returns a summary (images, skipped inputs with reasons, objects per class).
+        """
+        from .datasets.sources import IMAGE_EXTENSIONS
+        from .datasets.writer import DatasetSpec
+        from .labeling import run_labeling
+
+        if output_folder is None:
+            if not isinstance(input_folder, (str, Path)):
+                raise ValueError("output_folder is required when labeling a list of files")
+            output_folder = f"{str(input_folder).rstrip('/')}_labeled"
+        spec = DatasetSpec(format, self._ontology.classes, tuple(split), seed, coco_mask_format, self.settings)
+        return run_labeling(
+            input_folder, output_folder, spec,
+            predict=lambda arrays, _: self.predict_batch(arrays, rgb=True),
+            batch_size=batch_size, progress=progress,
+            extensions=[extension] if extension else IMAGE_EXTENSIONS,
+        )
 
     def _filter(self, boxes: List[GroundedBox]) -> List[GroundedBox]:
         f = self.filters

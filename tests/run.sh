@@ -2,7 +2,8 @@
 # Sets up the test environment and runs the whole suite: bash tests/run.sh [pytest args]
 # - a virtual environment in .venv (VENV=... to choose another),
 # - torch 2.13.0 (CPU), this package and pytest, pinned by tests/constraints.txt,
-# - Meta's sam2==1.1.0 as the parity reference (test-only; it is never imported at run time).
+# - Meta's sam2==1.1.0 as the parity reference (test-only; it is never imported at run time),
+# - ultralytics, without its dependencies, whose label checker validates the YOLO files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -12,4 +13,5 @@ PIP=("$PY" -m pip install --quiet --constraint tests/constraints.txt)
 "${PIP[@]}" torch==2.13.0 setuptools wheel
 "${PIP[@]}" --no-build-isolation ".[test]"
 "$PY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation sam2==1.1.0
+"${PIP[@]}" --no-deps ultralytics==8.4.190
 exec "$PY" -m pytest tests "$@"

@@ -1,0 +1,129 @@
+"""The ``grounded-sam2`` command.
+
+Exit codes: 0 done; 1 done, but some inputs were skipped (listed in OUT/skipped.txt);
+2 bad usage, ontology, model or output folder (nothing labeled); 130 interrupted (run the same
+command again to resume).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_OK, EXIT_SKIPPED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+LABEL_EPILOG = """\
+examples:
+  grounded-sam2 label photos/ -o dataset --ontology '{"dog": "dog", "red car": "car"}'
+  grounded-sam2 label photos/ -o dataset --ontology coco80 --format coco --device cuda
+  grounded-sam2 make-tiny-models tiny/ && \\
+    grounded-sam2 label photos/ -o smoke --ontology example --florence tiny/florence2 --sam2 tiny/sam2.pt
+
+Run the same command again to resume an interrupted run: finished images are skipped.
+Exit codes: 0 done, 1 some inputs skipped, 2 error (nothing labeled), 130 interrupted.
+"""
+
+
+def _split(text: str):
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) == 2:
+        parts.append(0.0)
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("give train,valid or train,valid,test fractions, e.g. 0.8,0.2")
+    return tuple(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grounded-sam2", description="Label images with Florence-2 boxes and SAM 2 masks from a text ontology."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    label = commands.add_parser(
+        "label", help="label a folder of images into a YOLO or COCO dataset", epilog=LABEL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    label.add_argument("images", type=Path, help="folder of images (searched recursively) or one image file")
+    label.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder (not inside IMAGES)")
+    label.add_argument("--ontology", required=True,
+                       help="{prompt: class} as a YAML/JSON file, a JSON string, or a shipped name (coco80, example)")
+    label.add_argument("--format", choices=["yolo", "yolo-det", "coco"], default="yolo",
+                       help="yolo: segmentation polygons; yolo-det: boxes; coco: instance masks (default: yolo)")
+    label.add_argument("--florence", default="florence-community/Florence-2-large", help="Florence-2 hub id or directory")
+    label.add_argument("--sam2", default="facebook/sam2.1-hiera-large",
+                       help="SAM 2 checkpoint: .pt path, hub id or variant name (default: facebook/sam2.1-hiera-large)")
+    label.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
+    label.add_argument("--batch-size", type=int, default=4, help="images per batch (default 4)")
+    label.add_argument("--strategy", choices=["phrase_grounding", "open_vocabulary"], default="phrase_grounding",
+                       help="one caption with all prompts per image, or one request per prompt")
+    label.add_argument("--min-confidence", type=float, default=0.0, help="minimum grounding confidence of a box")
+    label.add_argument("--nms-threshold", type=float, default=0.7, help="box NMS IoU threshold; 1 disables")
+    label.add_argument("--class-agnostic-nms", action="store_true", help="NMS across classes")
+    label.add_argument("--min-box-area", type=float, default=0.0, help="minimum box area in pixels")
+    label.add_argument("--tighten-boxes", action="store_true", help="replace boxes by their masks' bounding boxes")
+    label.add_argument("--num-beams", type=int, default=1, help="Florence-2 beam search width (1: greedy)")
+    label.add_argument("--split", type=_split, default=(0.8, 0.2, 0.0), help="train,valid[,test] fractions (default 0.8,0.2)")
+    label.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
+    label.add_argument("--coco-masks", choices=["rle", "polygon"], default="rle", help="COCO mask encoding (default rle)")
+    label.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    tiny = commands.add_parser(
+        "make-tiny-models",
+        help="write a tiny random Florence-2 (DIR/florence2) and SAM 2 checkpoint (DIR/sam2.pt) for offline smoke runs",
+        description="Writes random models that load like the real ones. Their labels are meaningless: "
+                    "they are for testing the pipeline where real weights cannot be downloaded.",
+    )
+    tiny.add_argument("directory", type=Path)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "make-tiny-models":
+        from .tiny_models import make_tiny_models
+
+        florence, sam2 = make_tiny_models(args.directory)
+        print(f"Florence-2: {florence}\nSAM 2: {sam2}\n(random weights: the labels they produce are meaningless)")
+        return EXIT_OK
+    return _label(args)
+
+
+def _label(args) -> int:
+    from segmenter import CheckpointError, ConfigError
+
+    from .datasets.writer import DatasetError
+    from .grounding import GroundingModelError
+    from .ontology import Ontology, OntologyError
+
+    try:
+        ontology = Ontology.load(args.ontology)  # before any model loads
+        from .labeling import check_output_folder
+        from .model import GroundedSAM2
+
+        check_output_folder(args.images, args.output)
+        model = GroundedSAM2(
+            ontology, florence=args.florence, sam2=args.sam2, device=args.device, strategy=args.strategy,
+            min_confidence=args.min_confidence, nms_threshold=None if args.nms_threshold >= 1 else args.nms_threshold,
+            class_agnostic_nms=args.class_agnostic_nms, min_box_area=args.min_box_area,
+            tighten_boxes=args.tighten_boxes, num_beams=args.num_beams,
+        )
+        images = args.images if args.images.is_dir() else [args.images]
+        if not isinstance(images, Path) and not args.images.exists():
+            raise FileNotFoundError(f"input not found: {args.images}")
+        summary = model.label(
+            images, output_folder=args.output, format=args.format, split=args.split, seed=args.seed,
+            coco_mask_format=args.coco_masks, batch_size=args.batch_size, progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (OntologyError, GroundingModelError, CheckpointError, ConfigError, DatasetError, FileNotFoundError,
+            ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(summary)
+    return EXIT_SKIPPED if summary.skipped else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

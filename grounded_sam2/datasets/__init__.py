@@ -1,0 +1,1 @@
+"""Datasets on disk: finding input images, YOLO and COCO formats, streaming resumable writing."""

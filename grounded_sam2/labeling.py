@@ -1,0 +1,120 @@
+"""Labeling a whole folder: images in batches through a predict function, each image's labels
+streamed to the dataset writer, bad inputs skipped and reported, finished images skipped on
+resume. Memory does not grow with the number of images."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Tuple, Union
+
+import numpy as np
+import supervision as sv
+
+from .datasets.sources import IMAGE_EXTENSIONS, SourceImage, find_images
+from .datasets.writer import DatasetSpec, DatasetWriter
+
+# predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
+PredictFn = Callable[[List[np.ndarray], List[SourceImage]], List[sv.Detections]]
+
+
+@dataclass
+class LabelSummary:
+    """What a labeling run did."""
+
+    output: Path
+    images: int = 0  # inputs found
+    labeled: int = 0  # labeled by this run
+    already_done: int = 0  # finished by an earlier run
+    skipped: List[Tuple[Path, str]] = field(default_factory=list)
+    objects_per_class: Dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [
+            f"dataset: {self.output}",
+            f"images: {self.images} found, {self.labeled} labeled now, {self.already_done} already done, "
+            f"{len(self.skipped)} skipped",
+        ]
+        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped[:20]]
+        if len(self.skipped) > 20:
+            lines.append(f"  ... {len(self.skipped) - 20} more in {self.output / 'skipped.txt'}")
+        objects = ", ".join(f"{name} {count}" for name, count in self.objects_per_class.items()) or "none"
+        lines.append(f"objects per class: {objects}")
+        return "\n".join(lines)
+
+
+def check_output_folder(source: Union[str, Path, Sequence], output: Path) -> None:
+    """Refuse an output folder equal to or inside the input folder (it is never written to)."""
+    if isinstance(source, (str, Path)):
+        src, out = Path(source).resolve(), Path(output).resolve()
+        if out == src or src in out.parents:
+            raise ValueError(f"the output folder {output} is inside the input folder {source}; choose another")
+
+
+def load_image(path: Path):
+    """(RGB uint8 array, None) or (None, reason) for an input that cannot be used."""
+    from .model import to_rgb_uint8
+
+    try:
+        if path.stat().st_size == 0:
+            return None, "empty file"
+        return to_rgb_uint8(path), None
+    except Exception as e:  # unreadable, truncated, not an image, too large: skip, report
+        return None, str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def run_labeling(
+    source: Union[str, Path, Sequence[Union[str, Path]]],
+    output: Union[str, Path],
+    spec: DatasetSpec,
+    predict: PredictFn,
+    batch_size: int = 4,
+    progress: bool = True,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> LabelSummary:
+    """Label every image of ``source`` (folder or list of files) into ``output``."""
+    from tqdm.auto import tqdm
+
+    output = Path(output)
+    check_output_folder(source, output)
+    images = find_images(source, extensions)
+    writer = DatasetWriter(output, spec)
+    summary = LabelSummary(output, images=len(images))
+    todo = [image for image in images if not writer.is_done(image)]
+    summary.already_done = len(images) - len(todo)
+    with tqdm(total=len(todo), unit="img", desc="labeling", disable=not progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            loaded = []
+            for image in todo[start : start + batch_size]:
+                array, reason = load_image(image.path)
+                if reason:
+                    summary.skipped.append((image.path, reason))
+                    bar.update(1)
+                else:
+                    loaded.append((image, array))
+            for (image, array), detections in _predict_all(predict, loaded, summary):
+                writer.write(image, array, detections.class_id, detections.mask, detections.xyxy, detections.confidence)
+                summary.labeled += 1
+                bar.update(1)
+    counts: Counter = writer.finalize(summary.skipped)
+    summary.objects_per_class = {name: counts.get(name, 0) for name in spec.classes}
+    return summary
+
+
+def _predict_all(predict: PredictFn, loaded, summary: LabelSummary):
+    """Predictions for a batch; when the batch fails, image by image so one bad input is skipped
+    and reported instead of stopping the run."""
+    if not loaded:
+        return []
+    try:
+        return list(zip(loaded, predict([a for _, a in loaded], [i for i, _ in loaded])))
+    except Exception:
+        if len(loaded) == 1:
+            image, _ = loaded[0]
+            import traceback
+
+            summary.skipped.append((image.path, f"labeling failed: {traceback.format_exc(limit=1).splitlines()[-1]}"))
+            return []
+    results = []
+    for item in loaded:
+        results += _predict_all(predict, [item], summary)
+    return results

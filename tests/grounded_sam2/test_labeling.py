@@ -1,0 +1,218 @@
+"""Labeling folders into datasets: inputs of every kind, YOLO and COCO output checked with
+their readers, resume after kill -9, refusals, and the grounded-sam2 command."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from florence_script import ScriptedAnswers
+from grounded_sam2 import GroundedSAM2
+from grounded_sam2.datasets.writer import DatasetError
+from grounded_sam2.tiny_models import make_tiny_models
+
+ROOT = Path(__file__).resolve().parents[2]
+ONTOLOGY = {"dog": "dog", "red car": "car", "blue car": "car"}
+ANSWER = "dog<loc_100><loc_100><loc_600><loc_700>red car<loc_500><loc_400><loc_950><loc_900>"
+
+
+def picture(h, w, seed):
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2] = rng.integers(0, 255, 3)
+    img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = rng.integers(0, 255, 3)
+    return img
+
+
+def make_inputs(folder: Path) -> dict:
+    """Good images of many kinds and bad files; returns {relative path: reason or None}."""
+    folder.mkdir(parents=True)
+    (folder / "a").mkdir()
+    (folder / "b").mkdir()
+    cv2.imwrite(str(folder / "a" / "img.jpg"), picture(60, 80, 1))
+    cv2.imwrite(str(folder / "b" / "img.JPG"), picture(50, 70, 2))  # same basename, upper-case extension
+    Image.fromarray(picture(40, 40, 3)[:, :, 0]).save(folder / "gray.png")
+    Image.fromarray(np.dstack([picture(30, 50, 4), np.full((30, 50), 128, np.uint8)])).save(folder / "rgba.png")
+    Image.fromarray(picture(40, 30, 5)[:, :, 0].astype(np.uint16) * 257).save(folder / "sixteen.png")
+    Image.fromarray(picture(1, 1, 6)).save(folder / "tiny.bmp")
+    Image.fromarray(picture(48, 64, 7)).convert("CMYK").save(folder / "cmyk.jpg")
+    rotated = Image.fromarray(picture(40, 60, 8))
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.save(folder / "rotated.jpg", exif=exif)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.jpg").write_text("not an image")
+    good = (folder / "a" / "img.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "notes.txt").write_text("ignored: not an image extension")
+    return {"empty.png": "empty file", "text.jpg": "cannot", "truncated.jpg": ""}
+
+
+def tree_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        h.update(str(p.relative_to(folder)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def model(tiny_florence, small_sam2):
+    m = GroundedSAM2(ONTOLOGY, florence=str(tiny_florence), sam2=small_sam2, device="cpu")
+    m.grounder.logits_processor = [ScriptedAnswers(m.grounder.processor.tokenizer, [ANSWER] * 50)]
+    return m
+
+
+def test_yolo_dataset(model, tmp_path):
+    bad = make_inputs(tmp_path / "in")
+    before = tree_digest(tmp_path / "in")
+    summary = model.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
+    out = tmp_path / "out"
+    assert tree_digest(tmp_path / "in") == before, "the input folder must never be written to"
+    assert summary.images == 11 and summary.labeled == 8 and len(summary.skipped) == 3
+    assert sorted(p.name for p, _ in summary.skipped) == sorted(bad)
+    report = (out / "skipped.txt").read_text()
+    assert all(name in report for name in bad) and "empty file" in report
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert data["train"] == "train/images" and data["val"] == "valid/images" and "test" not in data
+    assert Path(data["path"]) == out.resolve() and data["names"] == {0: "dog", 1: "car"} and data["nc"] == 2
+    labels = sorted(out.glob("*/labels/*.txt"))
+    images = sorted(out.glob("*/images/*"))
+    assert {p.stem for p in labels} == {p.stem for p in images} == {
+        "a__img", "b__img", "gray", "rgba", "sixteen", "tiny", "cmyk", "rotated"}
+    assert (out / "train" / "images").is_dir() and (out / "valid" / "images").is_dir()
+    rows = [line.split() for p in labels for line in p.read_text().splitlines()]
+    assert rows and all(len(r) >= 7 and len(r) % 2 == 1 and r[0] in ("0", "1") for r in rows)
+    assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[1:])
+    assert summary.objects_per_class == {"dog": sum(r[0] == "0" for r in rows), "car": sum(r[0] == "1" for r in rows)}
+    # the EXIF-rotated image is stored upright, as labeled; others are byte copies
+    rotated = next(out.glob("*/images/rotated.*"))
+    assert rotated.suffix == ".png" and cv2.imread(str(rotated)).shape[:2] == (60, 40)
+    assert next(out.glob("*/images/a__img.jpg")).read_bytes() == (tmp_path / "in" / "a" / "img.jpg").read_bytes()
+
+
+def test_coco_dataset_decodes_to_the_predicted_masks(model, tmp_path):
+    from pycocotools.coco import COCO
+
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), picture(50 + 10 * i, 80, i))
+    summary = model.label(tmp_path / "in", output_folder=tmp_path / "out", format="coco", split=(0.5, 0.25, 0.25), progress=False)
+    total = 0
+    for split in ("train", "valid", "test"):
+        coco = COCO(str(tmp_path / "out" / split / "_annotations.coco.json"))
+        assert [c["id"] for c in coco.loadCats(coco.getCatIds())] == [1, 2]
+        for image in coco.loadImgs(coco.getImgIds()):
+            path = tmp_path / "in" / image["file_name"]
+            reference = GroundedSAM2.predict(model, str(path))
+            reference = reference[reference.mask.any(axis=(1, 2))]  # empty masks are not written
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+            assert len(anns) == len(reference)
+            for ann, mask, cls in zip(anns, reference.mask, reference.class_id):
+                assert ann["iscrowd"] == 0 and ann["category_id"] == cls + 1
+                np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), mask)
+                assert ann["area"] == int(mask.sum())
+            total += len(anns)
+    assert total == sum(summary.objects_per_class.values()) > 0
+
+
+def test_refusals(model, tmp_path):
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "x.png"), picture(20, 20, 0))
+    with pytest.raises(ValueError, match="inside the input folder"):
+        model.label(tmp_path / "in", output_folder=tmp_path / "in" / "out", progress=False)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("x")
+    with pytest.raises(DatasetError, match="not empty"):
+        model.label(tmp_path / "in", output_folder=tmp_path / "busy", progress=False)
+    model.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
+    with pytest.raises(DatasetError, match="other settings.*format"):
+        model.label(tmp_path / "in", output_folder=tmp_path / "out", format="coco", progress=False)
+    model._ontology = type(model._ontology).load({"cat": "cat"})
+    model.settings["ontology"] = [["cat", "cat"]]
+    with pytest.raises(DatasetError, match="ontology"):
+        model.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
+
+
+# --- the command line, with models on disk -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    return make_tiny_models(tmp_path_factory.mktemp("tiny"))
+
+
+CLI = [sys.executable, str(ROOT / "tests" / "run_cli.py")]
+CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def cli(*args):
+    return subprocess.run([*CLI, *map(str, args)], cwd=ROOT, env=CLI_ENV, capture_output=True, text=True)
+
+
+def test_cli_help_and_errors(tiny_models, tmp_path):
+    assert "Exit codes" in cli("label", "--help").stdout
+    (tmp_path / "in").mkdir()
+    result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "{}")
+    assert result.returncode == 2 and "empty" in result.stderr
+    result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "example", "--florence", tmp_path / "none")
+    assert result.returncode == 2 and "could not load Florence-2" in result.stderr
+
+
+def test_cli_label_with_skipped_input(tiny_models, tmp_path):
+    florence, sam2 = tiny_models
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "good.png"), picture(40, 50, 1))
+    (tmp_path / "in" / "bad.jpg").write_text("no")
+    result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "example", "--florence", florence,
+                 "--sam2", sam2, "--device", "cpu", "--no-progress")
+    assert result.returncode == 1, result.stderr
+    assert "1 labeled now" in result.stdout and "1 skipped" in result.stdout and "objects per class" in result.stdout
+    assert (tmp_path / "out" / "data.yaml").is_file()
+
+
+def normalized_dataset(folder: Path) -> dict:
+    files = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            text = p.read_bytes()
+            if p.name == "data.yaml":
+                text = b"\n".join(line for line in text.splitlines() if not line.startswith(b"path:"))
+            files[str(p.relative_to(folder))] = hashlib.sha256(text).hexdigest()
+    return files
+
+
+def test_kill_and_resume_gives_the_uninterrupted_dataset(tiny_models, tmp_path):
+    florence, sam2 = tiny_models
+    (tmp_path / "in").mkdir()
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), picture(40 + i, 50, i))
+    args = ["label", tmp_path / "in", "--ontology", "example", "--florence", florence, "--sam2", sam2,
+            "--device", "cpu", "--batch-size", "1", "--no-progress", "--format", "coco"]
+    assert cli(*args, "-o", tmp_path / "full").returncode == 0
+
+    process = subprocess.Popen([*CLI, *map(str, args), "-o", str(tmp_path / "cut")],
+                               cwd=ROOT, env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list((tmp_path / "cut").glob(".work/*.json"))) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = len(list((tmp_path / "cut").glob(".work/*.json")))
+    assert 2 <= done < 6, "the run was not cut in the middle"
+    resumed = cli(*args, "-o", tmp_path / "cut")
+    assert resumed.returncode == 0 and f"{done} already done" in resumed.stdout
+    leftovers = [p for p in (tmp_path / "cut").rglob("*.tmp")]
+    assert not leftovers
+    assert normalized_dataset(tmp_path / "cut") == normalized_dataset(tmp_path / "full")
