@@ -67,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--coco-masks", choices=["rle", "polygon"], default="rle", help="COCO mask encoding (default rle)")
     label.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    boxes = commands.add_parser(
+        "segment-boxes",
+        help="turn a YOLO or COCO detection dataset into a segmentation dataset with SAM 2",
+        description="Segments the boxes of an existing detection dataset (YOLO folder with data.yaml, COCO JSON, or "
+                    "a folder of split folders with _annotations.coco.json). Classes and splits are kept. Streams and "
+                    "resumes like 'label'. Exit codes: 0 done, 1 some inputs skipped, 2 error, 130 interrupted.",
+    )
+    boxes.add_argument("dataset", type=Path, help="detection dataset: YOLO folder, COCO JSON or COCO split folders")
+    boxes.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder")
+    boxes.add_argument("--format", choices=["yolo", "coco"], default="yolo", help="output format (default: yolo)")
+    boxes.add_argument("--sam2", default="facebook/sam2.1-hiera-large", help="SAM 2 checkpoint: .pt path, hub id or variant")
+    boxes.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
+    boxes.add_argument("--batch-size", type=int, default=4, help="images per batch (default 4)")
+    boxes.add_argument("--tighten-boxes", action="store_true", help="replace boxes by their masks' bounding boxes")
+    boxes.add_argument("--coco-masks", choices=["rle", "polygon"], default="rle", help="COCO mask encoding (default rle)")
+    boxes.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     tiny = commands.add_parser(
         "make-tiny-models",
         help="write a tiny random Florence-2 (DIR/florence2) and SAM 2 checkpoint (DIR/sam2.pt) for offline smoke runs",
@@ -85,45 +102,62 @@ def main(argv: Optional[List[str]] = None) -> int:
         florence, sam2 = make_tiny_models(args.directory)
         print(f"Florence-2: {florence}\nSAM 2: {sam2}\n(random weights: the labels they produce are meaningless)")
         return EXIT_OK
-    return _label(args)
+    return _run(args)
 
 
-def _label(args) -> int:
+def _run(args) -> int:
+    """label or segment-boxes, with errors as messages and exit codes."""
     from segmenter import CheckpointError, ConfigError
 
+    from .datasets.box_sources import BoxDatasetError
     from .datasets.writer import DatasetError
     from .grounding import GroundingModelError
-    from .ontology import Ontology, OntologyError
+    from .ontology import OntologyError
 
     try:
-        ontology = Ontology.load(args.ontology)  # before any model loads
-        from .labeling import check_output_folder
-        from .model import GroundedSAM2
-
-        check_output_folder(args.images, args.output)
-        model = GroundedSAM2(
-            ontology, florence=args.florence, sam2=args.sam2, device=args.device, strategy=args.strategy,
-            min_confidence=args.min_confidence, nms_threshold=None if args.nms_threshold >= 1 else args.nms_threshold,
-            class_agnostic_nms=args.class_agnostic_nms, min_box_area=args.min_box_area,
-            tighten_boxes=args.tighten_boxes, num_beams=args.num_beams,
-        )
-        images = args.images if args.images.is_dir() else [args.images]
-        if not isinstance(images, Path) and not args.images.exists():
-            raise FileNotFoundError(f"input not found: {args.images}")
-        summary = model.label(
-            images, output_folder=args.output, format=args.format, split=args.split, seed=args.seed,
-            coco_mask_format=args.coco_masks, batch_size=args.batch_size, progress=not args.no_progress,
-        )
+        summary = _label(args) if args.command == "label" else _segment_boxes(args)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (OntologyError, GroundingModelError, CheckpointError, ConfigError, DatasetError, FileNotFoundError,
-            ValueError, RuntimeError) as e:
+    except (OntologyError, GroundingModelError, CheckpointError, ConfigError, DatasetError, BoxDatasetError,
+            FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     print(summary)
     return EXIT_SKIPPED if summary.skipped else EXIT_OK
 
+
+def _segment_boxes(args):
+    from .labeling import segment_box_dataset
+
+    if not args.dataset.exists():
+        raise FileNotFoundError(f"dataset not found: {args.dataset}")
+    return segment_box_dataset(
+        args.dataset, args.output, args.sam2, device=args.device, format=args.format, coco_mask_format=args.coco_masks,
+        tighten_boxes=args.tighten_boxes, batch_size=args.batch_size, progress=not args.no_progress,
+    )
+
+
+def _label(args):
+    from .labeling import check_output_folder
+    from .model import GroundedSAM2
+    from .ontology import Ontology
+
+    ontology = Ontology.load(args.ontology)  # all input checks come before any model loads
+    if not args.images.exists():
+        raise FileNotFoundError(f"input not found: {args.images}")
+    check_output_folder(args.images, args.output)
+    model = GroundedSAM2(
+        ontology, florence=args.florence, sam2=args.sam2, device=args.device, strategy=args.strategy,
+        min_confidence=args.min_confidence, nms_threshold=None if args.nms_threshold >= 1 else args.nms_threshold,
+        class_agnostic_nms=args.class_agnostic_nms, min_box_area=args.min_box_area,
+        tighten_boxes=args.tighten_boxes, num_beams=args.num_beams,
+    )
+    return model.label(
+        args.images if args.images.is_dir() else [args.images], output_folder=args.output, format=args.format,
+        split=args.split, seed=args.seed, coco_mask_format=args.coco_masks, batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,12 +5,12 @@ resume. Memory does not grow with the number of images."""
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import supervision as sv
 
-from .datasets.sources import IMAGE_EXTENSIONS, SourceImage, find_images
+from .datasets.sources import SourceImage
 from .datasets.writer import DatasetSpec, DatasetWriter
 
 # predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
@@ -63,21 +63,19 @@ def load_image(path: Path):
 
 
 def run_labeling(
-    source: Union[str, Path, Sequence[Union[str, Path]]],
+    images: List[SourceImage],
     output: Union[str, Path],
     spec: DatasetSpec,
     predict: PredictFn,
     batch_size: int = 4,
     progress: bool = True,
-    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    assigned_splits: Optional[Dict[str, str]] = None,
 ) -> LabelSummary:
-    """Label every image of ``source`` (folder or list of files) into ``output``."""
+    """Label ``images`` into the dataset ``output`` (see :class:`DatasetWriter`)."""
     from tqdm.auto import tqdm
 
     output = Path(output)
-    check_output_folder(source, output)
-    images = find_images(source, extensions)
-    writer = DatasetWriter(output, spec)
+    writer = DatasetWriter(output, spec, assigned_splits)
     summary = LabelSummary(output, images=len(images))
     todo = [image for image in images if not writer.is_done(image)]
     summary.already_done = len(images) - len(todo)
@@ -118,3 +116,39 @@ def _predict_all(predict: PredictFn, loaded, summary: LabelSummary):
     for item in loaded:
         results += _predict_all(predict, [item], summary)
     return results
+
+
+def segment_box_dataset(
+    source: Union[str, Path],
+    output: Union[str, Path],
+    sam2,
+    device=None,
+    format: str = "yolo",
+    coco_mask_format: str = "rle",
+    tighten_boxes: bool = False,
+    batch_size: int = 4,
+    progress: bool = True,
+    bf16: bool = True,
+) -> LabelSummary:
+    """Turn a YOLO or COCO detection dataset into a segmentation dataset: SAM 2 masks for its
+    boxes, its classes and splits kept (what ultralytics' ``yolo_bbox2segment`` does), with the
+    same streaming, resume and formats as labeling."""
+    from segmenter.device import resolve_device
+
+    from .datasets.box_sources import read_box_dataset
+    from .segmentation import BoxRequest, BoxSegmenter
+
+    check_output_folder(source, Path(output))
+    dataset = read_box_dataset(Path(source))
+    segmenter = BoxSegmenter(sam2, dataset.classes, resolve_device(device), bf16, tighten_boxes)
+    settings = {"source": str(Path(source).resolve()), "sam2": str(sam2), "tighten_boxes": tighten_boxes}
+    spec = DatasetSpec(format, dataset.classes, None, 0, coco_mask_format, settings)
+
+    def predict(arrays: List[np.ndarray], sources: List[SourceImage]) -> List[sv.Detections]:
+        requests = []
+        for array, image in zip(arrays, sources):
+            xyxy, ids = dataset.boxes_for(image, *array.shape[:2])
+            requests.append([BoxRequest(tuple(map(float, b)), int(c), 1.0, dataset.classes[c]) for b, c in zip(xyxy, ids)])
+        return segmenter.segment(arrays, requests)
+
+    return run_labeling(dataset.images, output, spec, predict, batch_size, progress, assigned_splits=dataset.splits)

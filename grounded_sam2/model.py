@@ -18,12 +18,13 @@ import torch
 from autodistill.detection import CaptionOntology, DetectionBaseModel
 from PIL import Image
 
-from segmenter import SAM2ImagePredictor, SAM2Model, build_sam2
+from segmenter import SAM2Model
 from segmenter.device import resolve_device
 from segmenter.image_io import load_rgb
 
 from .grounding import DEFAULT_FLORENCE, Florence2Grounder, GroundedBox, GroundingSettings
 from .ontology import Ontology
+from .segmentation import BoxRequest, BoxSegmenter
 
 if TYPE_CHECKING:
     from .labeling import LabelSummary
@@ -53,17 +54,6 @@ def to_rgb_uint8(image: ImageInput, rgb: bool = False) -> np.ndarray:
     if array.dtype != np.uint8:
         array = (array * 255.0).round().astype(np.uint8)
     return array
-
-
-def empty_detections(height: int, width: int) -> sv.Detections:
-    return sv.Detections(
-        xyxy=np.zeros((0, 4), np.float32),
-        mask=np.zeros((0, height, width), bool),
-        class_id=np.zeros(0, int),
-        confidence=np.zeros(0, np.float32),
-        data={k: np.array([], dtype=object) for k in ("class_name", "prompt")}
-        | {k: np.zeros(0, np.float32) for k in ("grounding_confidence", "sam_iou")},
-    )
 
 
 class GroundedSAM2(DetectionBaseModel):
@@ -103,12 +93,10 @@ class GroundedSAM2(DetectionBaseModel):
         self._ontology = Ontology.load(ontology)  # validated before any model loads
         self.ontology = CaptionOntology(self._ontology.to_dict())
         self.filters = Filters(min_confidence, nms_threshold, class_agnostic_nms, min_box_area)
-        self.tighten_boxes = tighten_boxes
         self.device = resolve_device(device)
         settings = GroundingSettings(strategy, num_beams, max_new_tokens, batch_size=batch_size)
         self.grounder = Florence2Grounder(florence, self.device, bf16=bf16, settings=settings)
-        model = sam2 if isinstance(sam2, SAM2Model) else build_sam2(None, sam2, device=self.device)
-        self.predictor = SAM2ImagePredictor(model.to(self.device), bf16=bf16)
+        self.segmenter = BoxSegmenter(sam2, self._ontology.classes, self.device, bf16, tighten_boxes)
         # what a dataset's manifest records: resuming with other models or settings is refused
         self.settings = {
             "ontology": [list(pair) for pair in self._ontology.to_dict().items()],
@@ -133,7 +121,11 @@ class GroundedSAM2(DetectionBaseModel):
         """:meth:`predict` for several images: grounded together, encoded in one SAM 2 pass."""
         images = [to_rgb_uint8(image, rgb) for image in inputs]
         grounded = self.grounder.ground(images, self._ontology.prompts)
-        return self.segment(images, [self._filter(boxes) for boxes in grounded])
+        requests = [
+            [BoxRequest(b.xyxy, self._ontology.class_id(b.prompt), b.confidence, b.prompt) for b in self._filter(boxes)]
+            for boxes in grounded
+        ]
+        return self.segmenter.segment(images, requests)
 
     def segment_boxes(
         self, images: Sequence[ImageInput], boxes: Sequence[np.ndarray], class_ids: Sequence[np.ndarray], rgb: bool = False
@@ -142,13 +134,11 @@ class GroundedSAM2(DetectionBaseModel):
         N class ids (indexes of :attr:`classes`). Confidence is SAM 2's predicted IoU."""
         arrays = [to_rgb_uint8(image, rgb) for image in images]
         classes = self._ontology.classes
-        requests = []
-        for xyxy, ids in zip(boxes, class_ids):
-            requests.append([
-                GroundedBox(classes[int(c)], classes[int(c)], tuple(map(float, b)), 1.0)
-                for b, c in zip(np.asarray(xyxy).reshape(-1, 4), np.asarray(ids).reshape(-1))
-            ])
-        return self.segment(arrays, requests)
+        requests = [
+            [BoxRequest(tuple(map(float, b)), int(c), 1.0, classes[int(c)]) for b, c in zip(np.reshape(xyxy, (-1, 4)), np.ravel(ids))]
+            for xyxy, ids in zip(boxes, class_ids)
+        ]
+        return self.segmenter.segment(arrays, requests)
 
     def label(
         self,
@@ -170,20 +160,21 @@ class GroundedSAM2(DetectionBaseModel):
         restricts the search to one extension (any case). See :mod:`grounded_sam2.datasets.writer`
         for the layout. Returns a summary (images, skipped inputs with reasons, objects per class).
         """
-        from .datasets.sources import IMAGE_EXTENSIONS
+        from .datasets.sources import IMAGE_EXTENSIONS, find_images
         from .datasets.writer import DatasetSpec
-        from .labeling import run_labeling
+        from .labeling import check_output_folder, run_labeling
 
         if output_folder is None:
             if not isinstance(input_folder, (str, Path)):
                 raise ValueError("output_folder is required when labeling a list of files")
             output_folder = f"{str(input_folder).rstrip('/')}_labeled"
         spec = DatasetSpec(format, self._ontology.classes, tuple(split), seed, coco_mask_format, self.settings)
+        check_output_folder(input_folder, Path(output_folder))
+        images = find_images(input_folder, [extension] if extension else IMAGE_EXTENSIONS)
         return run_labeling(
-            input_folder, output_folder, spec,
+            images, output_folder, spec,
             predict=lambda arrays, _: self.predict_batch(arrays, rgb=True),
             batch_size=batch_size, progress=progress,
-            extensions=[extension] if extension else IMAGE_EXTENSIONS,
         )
 
     def _filter(self, boxes: List[GroundedBox]) -> List[GroundedBox]:
@@ -201,46 +192,3 @@ class GroundedSAM2(DetectionBaseModel):
             data={"index": np.arange(len(kept))},
         ).with_nms(threshold=f.nms_threshold, class_agnostic=f.class_agnostic_nms)
         return [kept[i] for i in sorted(detections.data["index"])]
-
-    @torch.no_grad()
-    def segment(self, images: List[np.ndarray], requests: List[List[GroundedBox]]) -> List[sv.Detections]:
-        """SAM 2 masks for grounded boxes: images encoded in one pass, each image's boxes decoded
-        in one mask-decoder call."""
-        self.predictor.set_image_batch(images)
-        results = []
-        for i, (image, boxes) in enumerate(zip(images, requests)):
-            h, w = image.shape[:2]
-            if not boxes:
-                results.append(empty_detections(h, w))
-                continue
-            xyxy = np.array([b.xyxy for b in boxes], np.float32)
-            masks, iou, _ = self.predictor.predict_torch(
-                boxes=torch.from_numpy(xyxy), multimask_output=False, img_idx=i
-            )
-            masks = masks[:, 0].cpu().numpy()
-            sam_iou = iou[:, 0].cpu().numpy().astype(np.float32)
-            grounding = np.array([b.confidence for b in boxes], np.float32)
-            if self.tighten_boxes:
-                xyxy = np.array([_mask_box(m, fallback) for m, fallback in zip(masks, xyxy)], np.float32)
-            class_ids = np.array([self._ontology.class_id(b.prompt) for b in boxes])
-            results.append(sv.Detections(
-                xyxy=xyxy,
-                mask=masks,
-                class_id=class_ids,
-                confidence=grounding * sam_iou,
-                data={
-                    "class_name": np.array([self._ontology.classes[c] for c in class_ids], dtype=object),
-                    "prompt": np.array([b.prompt for b in boxes], dtype=object),
-                    "grounding_confidence": grounding,
-                    "sam_iou": sam_iou,
-                },
-            ))
-        return results
-
-
-def _mask_box(mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Tight XYXY box of a boolean mask (pixel edges), or ``fallback`` for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
-        return fallback
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)

@@ -25,7 +25,7 @@ import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class DatasetSpec:
 
     format: str
     classes: Tuple[str, ...]
-    split: Tuple[float, float, float] = (0.8, 0.2, 0.0)
+    split: Optional[Tuple[float, float, float]] = (0.8, 0.2, 0.0)  # None: splits given per image
     seed: int = 0
     coco_mask_format: str = "rle"
     settings: Dict[str, object] = field(default_factory=dict)  # models, ontology, filters
@@ -55,7 +55,9 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise DatasetError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1.0) > 1e-6 or self.split[0] <= 0:
+        if self.split is not None and (
+            len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1.0) > 1e-6 or self.split[0] <= 0
+        ):
             raise DatasetError(f"split must be three non-negative fractions (train > 0) summing to 1, got {self.split}")
         if self.coco_mask_format not in ("rle", "polygon"):
             raise DatasetError(f"coco_mask_format must be 'rle' or 'polygon', got {self.coco_mask_format!r}")
@@ -87,9 +89,14 @@ def atomic_write(path: Path, data: bytes) -> None:
 class DatasetWriter:
     """Writes one image's annotations as soon as they exist; see the module docstring."""
 
-    def __init__(self, output: Path, spec: DatasetSpec) -> None:
+    def __init__(self, output: Path, spec: DatasetSpec, assigned_splits: Optional[Dict[str, str]] = None) -> None:
+        """``assigned_splits`` (output name -> train/valid/test) is required when ``spec.split`` is
+        None, e.g. to keep the splits of a dataset being converted."""
+        if spec.split is None and assigned_splits is None:
+            raise DatasetError("a spec without split fractions needs assigned_splits")
         self.output = Path(output)
         self.spec = spec
+        self.assigned_splits = assigned_splits
         self._open()
 
     def _open(self) -> None:
@@ -112,6 +119,8 @@ class DatasetWriter:
     # --- where things go ---------------------------------------------------------------------
 
     def split_of(self, name: str) -> str:
+        if self.spec.split is None:
+            return self.assigned_splits[name]
         digest = hashlib.sha256(f"{self.spec.seed}:{name}".encode()).digest()
         u = int.from_bytes(digest[:8], "big") / 2**64
         train, valid, _ = self.spec.split
@@ -179,6 +188,11 @@ class DatasetWriter:
             return self._finalize_coco()
         return self._finalize_yolo()
 
+    def _has_test(self) -> bool:
+        if self.spec.split is None:
+            return "test" in self.assigned_splits.values()
+        return self.spec.split[2] > 0
+
     def _finalize_yolo(self) -> Counter:
         counts: Counter = Counter()
         used_splits = []
@@ -188,7 +202,7 @@ class DatasetWriter:
             labels.mkdir(parents=True, exist_ok=True)
             for label in labels.glob("*.txt"):
                 counts.update(self.spec.classes[int(line.split()[0])] for line in label.read_text().splitlines() if line)
-            if split != "test" or self.spec.split[2] > 0:
+            if split != "test" or self._has_test():
                 used_splits.append(split)
         lines = [f"path: {json.dumps(str(self.output.resolve()))}", "train: train/images", "val: valid/images"]
         if "test" in used_splits:
@@ -205,7 +219,7 @@ class DatasetWriter:
         records = sorted(work.glob("*.json")) if work.is_dir() else []
         categories = [{"id": i + 1, "name": c, "supercategory": "none"} for i, c in enumerate(self.spec.classes)]
         for split in SPLITS:
-            if split == "test" and self.spec.split[2] == 0:
+            if split == "test" and not self._has_test():
                 continue
             files = [f for f in records if self.split_of(f.stem) == split]
             path = self.output / split / "_annotations.coco.json"

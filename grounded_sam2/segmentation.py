@@ -1,0 +1,103 @@
+"""Segmentation stage: SAM 2 masks for boxes, as ``sv.Detections``."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence, Tuple, Union
+
+import numpy as np
+import supervision as sv
+import torch
+
+from segmenter import SAM2ImagePredictor, SAM2Model, build_sam2
+
+
+@dataclass(frozen=True)
+class BoxRequest:
+    """A box to segment, in pixels of its image (XYXY), with its class and where it came from."""
+
+    xyxy: Tuple[float, float, float, float]
+    class_id: int
+    confidence: float = 1.0  # of the box itself (grounding); 1 for given boxes
+    prompt: str = ""
+
+
+DATA_KEYS = ("class_name", "prompt", "grounding_confidence", "sam_iou")
+
+
+def empty_detections(height: int, width: int) -> sv.Detections:
+    """No detection: mask shaped (0, H, W), the same data keys as a non-empty result."""
+    return sv.Detections(
+        xyxy=np.zeros((0, 4), np.float32),
+        mask=np.zeros((0, height, width), bool),
+        class_id=np.zeros(0, int),
+        confidence=np.zeros(0, np.float32),
+        data={"class_name": np.array([], dtype=object), "prompt": np.array([], dtype=object),
+              "grounding_confidence": np.zeros(0, np.float32), "sam_iou": np.zeros(0, np.float32)},
+    )
+
+
+class BoxSegmenter:
+    """SAM 2 for boxes: the images of a call are encoded in one pass and every box of an image
+    is decoded in one mask-decoder call (single-mask output)."""
+
+    def __init__(
+        self,
+        sam2: Union[str, Path, SAM2Model],
+        classes: Sequence[str],
+        device: torch.device,
+        bf16: bool = True,
+        tighten_boxes: bool = False,
+    ) -> None:
+        """
+        Arguments:
+          sam2: checkpoint path, hub id, variant name, or a built :class:`segmenter.SAM2Model`.
+          classes: class names, indexed by :attr:`BoxRequest.class_id`.
+          device: where SAM 2 runs.
+          bf16: bfloat16 autocast on CUDA.
+          tighten_boxes: replace each box by the bounding box of its mask.
+        """
+        model = sam2 if isinstance(sam2, SAM2Model) else build_sam2(None, sam2, device=device)
+        self.predictor = SAM2ImagePredictor(model.to(device), bf16=bf16)
+        self.classes = list(classes)
+        self.tighten_boxes = tighten_boxes
+
+    @torch.no_grad()
+    def segment(self, images: List[np.ndarray], requests: List[List[BoxRequest]]) -> List[sv.Detections]:
+        """Detections for RGB uint8 images and their boxes. Confidence = box confidence x SAM 2's
+        predicted IoU; both factors are kept in ``data``."""
+        self.predictor.set_image_batch(images)
+        results = []
+        for i, (image, boxes) in enumerate(zip(images, requests)):
+            h, w = image.shape[:2]
+            if not boxes:
+                results.append(empty_detections(h, w))
+                continue
+            xyxy = np.array([b.xyxy for b in boxes], np.float32)
+            masks, iou, _ = self.predictor.predict_torch(boxes=torch.from_numpy(xyxy), multimask_output=False, img_idx=i)
+            masks = masks[:, 0].cpu().numpy()
+            sam_iou = iou[:, 0].cpu().numpy().astype(np.float32)
+            box_confidence = np.array([b.confidence for b in boxes], np.float32)
+            if self.tighten_boxes:
+                xyxy = np.array([mask_box(m, fallback) for m, fallback in zip(masks, xyxy)], np.float32)
+            class_ids = np.array([b.class_id for b in boxes])
+            results.append(sv.Detections(
+                xyxy=xyxy,
+                mask=masks,
+                class_id=class_ids,
+                confidence=box_confidence * sam_iou,
+                data={
+                    "class_name": np.array([self.classes[c] for c in class_ids], dtype=object),
+                    "prompt": np.array([b.prompt for b in boxes], dtype=object),
+                    "grounding_confidence": box_confidence,
+                    "sam_iou": sam_iou,
+                },
+            ))
+        return results
+
+
+def mask_box(mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Tight XYXY box of a boolean mask (pixel edges), or ``fallback`` for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return fallback
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
