@@ -33,6 +33,17 @@ def _split(text: str):
     return tuple(parts)
 
 
+def _add_segmentation_options(parser: argparse.ArgumentParser) -> None:
+    """Options that label and segment-boxes share: SAM 2, device, batching, mask output."""
+    parser.add_argument("--sam2", default="facebook/sam2.1-hiera-large",
+                        help="SAM 2 checkpoint: .pt path, hub id or variant name (default: facebook/sam2.1-hiera-large)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per batch (default 4)")
+    parser.add_argument("--tighten-boxes", action="store_true", help="replace boxes by their masks' bounding boxes")
+    parser.add_argument("--coco-masks", choices=["rle", "polygon"], default="rle", help="COCO mask encoding (default rle)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grounded-sam2", description="Label images with Florence-2 boxes and SAM 2 masks from a text ontology."
@@ -50,22 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--format", choices=["yolo", "yolo-det", "coco"], default="yolo",
                        help="yolo: segmentation polygons; yolo-det: boxes; coco: instance masks (default: yolo)")
     label.add_argument("--florence", default="florence-community/Florence-2-large", help="Florence-2 hub id or directory")
-    label.add_argument("--sam2", default="facebook/sam2.1-hiera-large",
-                       help="SAM 2 checkpoint: .pt path, hub id or variant name (default: facebook/sam2.1-hiera-large)")
-    label.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
-    label.add_argument("--batch-size", type=int, default=4, help="images per batch (default 4)")
+    _add_segmentation_options(label)
     label.add_argument("--strategy", choices=["phrase_grounding", "open_vocabulary"], default="phrase_grounding",
                        help="one caption with all prompts per image, or one request per prompt")
     label.add_argument("--min-confidence", type=float, default=0.0, help="minimum grounding confidence of a box")
     label.add_argument("--nms-threshold", type=float, default=0.7, help="box NMS IoU threshold; 1 disables")
     label.add_argument("--class-agnostic-nms", action="store_true", help="NMS across classes")
     label.add_argument("--min-box-area", type=float, default=0.0, help="minimum box area in pixels")
-    label.add_argument("--tighten-boxes", action="store_true", help="replace boxes by their masks' bounding boxes")
     label.add_argument("--num-beams", type=int, default=1, help="Florence-2 beam search width (1: greedy)")
     label.add_argument("--split", type=_split, default=(0.8, 0.2, 0.0), help="train,valid[,test] fractions (default 0.8,0.2)")
     label.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
-    label.add_argument("--coco-masks", choices=["rle", "polygon"], default="rle", help="COCO mask encoding (default rle)")
-    label.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     boxes = commands.add_parser(
         "segment-boxes",
@@ -77,12 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     boxes.add_argument("dataset", type=Path, help="detection dataset: YOLO folder, COCO JSON or COCO split folders")
     boxes.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder")
     boxes.add_argument("--format", choices=["yolo", "coco"], default="yolo", help="output format (default: yolo)")
-    boxes.add_argument("--sam2", default="facebook/sam2.1-hiera-large", help="SAM 2 checkpoint: .pt path, hub id or variant")
-    boxes.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
-    boxes.add_argument("--batch-size", type=int, default=4, help="images per batch (default 4)")
-    boxes.add_argument("--tighten-boxes", action="store_true", help="replace boxes by their masks' bounding boxes")
-    boxes.add_argument("--coco-masks", choices=["rle", "polygon"], default="rle", help="COCO mask encoding (default rle)")
-    boxes.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_segmentation_options(boxes)
 
     tiny = commands.add_parser(
         "make-tiny-models",

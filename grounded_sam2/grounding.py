@@ -15,7 +15,7 @@ confidences: see :mod:`grounded_sam2.phrases`.
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch

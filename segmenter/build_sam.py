@@ -1,7 +1,7 @@
 """Builders: a SAM 2 model from a variant config, optionally with its checkpoint loaded."""
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 import torch
 

@@ -3,7 +3,7 @@ frames' memories and object pointers; the memory encoder turns a frame's feature
 mask into a memory. Their settings are the same for every released variant."""
 
 import copy
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn.functional as F

@@ -2,7 +2,6 @@
 their readers, resume after kill -9, refusals, and the grounded-sam2 command."""
 
 import hashlib
-import json
 import os
 import signal
 import subprocess

@@ -2,7 +2,6 @@
 checkpoint can be wrong gives a clear CheckpointError/ConfigError."""
 
 import os
-import pickle
 from pathlib import Path
 
 import pytest
