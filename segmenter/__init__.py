@@ -10,6 +10,7 @@ numbers as Meta's code, and needs no torchvision, hydra, CUDA extension or git c
     masks, scores, logits = predictor.predict(box=[x0, y0, x1, y1], multimask_output=False)
 """
 
+from .automatic_mask_generator import SAM2AutomaticMaskGenerator
 from .build_sam import build_model, build_sam2, build_sam2_hf
 from .checkpoint import CheckpointError, detect_variant, read_checkpoint
 from .config import ConfigError, SAM2Config, resolve_config, variants
@@ -23,6 +24,7 @@ __all__ = [
     "build_sam2_hf",
     "build_model",
     "SAM2ImagePredictor",
+    "SAM2AutomaticMaskGenerator",
     "SAM2Model",
     "SAM2Config",
     "variants",

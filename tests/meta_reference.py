@@ -14,7 +14,7 @@ import segmenter
 
 
 def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    order = scores.argsort(descending=True)
+    order = torch.sort(scores, descending=True, stable=True).indices  # as torchvision's CPU kernel
     keep = []
     while order.numel():
         i = order[0]

@@ -1,0 +1,230 @@
+"""SAM2AutomaticMaskGenerator: segment everything by prompting SAM 2 with a grid of points.
+
+Meta's constructor arguments, defaults, behaviour and output records, so that
+``sv.Detections.from_sam(generator.generate(image))`` works unchanged. Per crop (the whole image,
+plus overlapping crops with ``crop_n_layers``): points in batches of ``points_per_batch``, every
+point a prompt of one mask-decoder call; masks filtered by predicted IoU and stability score,
+optionally refined once with their own low-res logits (``use_m2m``); masks cut by a crop edge
+dropped; NMS inside each crop (by predicted IoU), then across crops preferring smaller crops.
+``min_mask_region_area`` fills holes and removes specks up to that area on the low-res logits
+(with OpenCV, where Meta needs its CUDA extension).
+"""
+
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .image_io import ImageInput, load_rgb
+from .mask_utils import (
+    box_area,
+    box_near_crop_edge,
+    build_point_grids,
+    coco_encode_rle,
+    generate_crop_boxes,
+    mask_to_rle,
+    masks_to_boxes,
+    nms,
+    rle_area,
+    rle_to_mask,
+    stability_scores,
+)
+from .modeling.sam2 import SAM2Model
+from .predictor import SAM2ImagePredictor
+
+OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+
+
+class SAM2AutomaticMaskGenerator:
+    """Generates masks for everything in an image."""
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        points_per_side: Optional[int] = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.8,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        mask_threshold: float = 0.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: Optional[List[np.ndarray]] = None,
+        min_mask_region_area: int = 0,
+        output_mode: str = "binary_mask",
+        use_m2m: bool = False,
+        multimask_output: bool = True,
+        bf16: bool = True,
+    ) -> None:
+        """Arguments as Meta's (see the module docstring); ``point_grids`` replaces
+        ``points_per_side`` with one Nx2 grid in [0, 1] per crop layer; ``bf16`` is the
+        predictor's CUDA autocast switch."""
+        if (points_per_side is None) == (point_grids is None):
+            raise ValueError("Exactly one of points_per_side or point_grids must be provided.")
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(f"Unknown output_mode {output_mode!r}; expected one of {OUTPUT_MODES}")
+        if points_per_batch < 1:
+            raise ValueError("points_per_batch must be at least 1")
+        self.point_grids = (
+            build_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+            if points_per_side is not None else list(point_grids)
+        )
+        if len(self.point_grids) < crop_n_layers + 1:
+            raise ValueError(f"point_grids needs one grid per crop layer ({crop_n_layers + 1})")
+        self.predictor = SAM2ImagePredictor(
+            model, max_hole_area=min_mask_region_area, max_sprinkle_area=min_mask_region_area, bf16=bf16
+        )
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.mask_threshold = mask_threshold
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+        self.use_m2m = use_m2m
+        self.multimask_output = multimask_output
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2AutomaticMaskGenerator":
+        """Generator for a hub id such as ``"facebook/sam2.1-hiera-large"``."""
+        from .build_sam import build_sam2_hf
+
+        build_keys = {"device", "mode", "apply_postprocessing"}
+        model = build_sam2_hf(model_id, **{k: v for k, v in kwargs.items() if k in build_keys})
+        return cls(model, **{k: v for k, v in kwargs.items() if k not in build_keys})
+
+    @torch.no_grad()
+    def generate(self, image: ImageInput) -> List[Dict[str, Any]]:
+        """Masks for everything in an RGB image (HxWx3 uint8 array, PIL image or path).
+
+        Returns one record per mask, as Meta's: ``segmentation`` (HxW bool array, or an RLE dict
+        for the RLE output modes), ``area`` (pixels), ``bbox`` (XYWH), ``predicted_iou``,
+        ``point_coords`` ([[x, y]]), ``stability_score`` and ``crop_box`` (XYWH)."""
+        image = load_rgb(image)
+        data = self._generate_masks(image)
+        records = []
+        for i, rle in enumerate(data["rles"]):
+            if self.output_mode == "coco_rle":
+                segmentation = coco_encode_rle(rle)
+            elif self.output_mode == "binary_mask":
+                segmentation = rle_to_mask(rle)
+            else:
+                segmentation = rle
+            records.append({
+                "segmentation": segmentation,
+                "area": rle_area(rle),
+                "bbox": _xywh(data["boxes"][i]),
+                "predicted_iou": data["iou_preds"][i].item(),
+                "point_coords": [data["points"][i].tolist()],
+                "stability_score": data["stability_score"][i].item(),
+                "crop_box": _xywh(data["crop_boxes"][i]),
+            })
+        return records
+
+    def _generate_masks(self, image: np.ndarray) -> Dict[str, Any]:
+        image_hw = image.shape[:2]
+        crop_boxes, layers = generate_crop_boxes(image_hw, self.crop_n_layers, self.crop_overlap_ratio)
+        crops = [self._process_crop(image, box, layer) for box, layer in zip(crop_boxes, layers)]
+        data = _cat(crops)
+        if len(crop_boxes) > 1:  # duplicates between crops: prefer masks from smaller crops
+            keep = nms(data["boxes"], 1 / box_area(data["crop_boxes"]).float(), self.crop_nms_thresh)
+            data = _select(data, keep)
+        return data
+
+    def _process_crop(self, image: np.ndarray, crop_box: List[int], layer: int) -> Dict[str, Any]:
+        x0, y0, x1, y1 = crop_box
+        crop = image[y0:y1, x0:x1]
+        self.predictor.set_image(crop)
+        crop_hw = crop.shape[:2]
+        points = self.point_grids[layer] * np.array(crop_hw)[None, ::-1]
+        batches = [
+            self._process_batch(points[i : i + self.points_per_batch], crop_hw, crop_box, image.shape[:2])
+            for i in range(0, len(points), self.points_per_batch)
+        ]
+        self.predictor.reset_predictor()
+        data = _cat(batches)
+        data = _select(data, nms(data["boxes"], data["iou_preds"], self.box_nms_thresh))
+        offset = torch.tensor([x0, y0, x0, y0])
+        data["boxes"] = data["boxes"] + offset
+        data["points"] = data["points"] + offset[:2]
+        data["crop_boxes"] = torch.tensor([crop_box] * len(data["rles"]), dtype=torch.long).reshape(-1, 4)
+        return data
+
+    def _process_batch(self, points: np.ndarray, crop_hw, crop_box: List[int], image_hw) -> Dict[str, Any]:
+        device = self.predictor.device
+        points = torch.as_tensor(points, dtype=torch.float32, device=device)
+        labels = torch.ones((len(points), 1), dtype=torch.int32, device=device)
+        masks, iou, low_res = self.predictor.predict_torch(
+            points[:, None], labels, multimask_output=self.multimask_output, return_logits=True
+        )
+        per_point = masks.shape[1]
+        data = {
+            "masks": masks.flatten(0, 1),
+            "iou_preds": iou.flatten(0, 1),
+            "points": points.repeat_interleave(per_point, dim=0),
+        }
+        if self.use_m2m:  # one refinement step with each mask's own low-res logits as mask prompt
+            data["masks"], data["iou_preds"] = self._refine_with_m2m(data["points"], low_res.flatten(0, 1))
+        if self.pred_iou_thresh > 0.0:
+            data = _select(data, data["iou_preds"] > self.pred_iou_thresh)
+        data["stability_score"] = stability_scores(data["masks"], self.mask_threshold, self.stability_score_offset)
+        if self.stability_score_thresh > 0.0:
+            data = _select(data, data["stability_score"] >= self.stability_score_thresh)
+
+        masks = data.pop("masks") > self.mask_threshold
+        data["boxes"] = masks_to_boxes(masks)
+        h, w = image_hw
+        keep = ~box_near_crop_edge(data["boxes"], crop_box, [0, 0, w, h])
+        if not bool(keep.all()):
+            data = _select(data, keep)
+            masks = masks[keep]
+        x0, y0, x1, y1 = crop_box
+        masks = torch.nn.functional.pad(masks, (x0, w - x1, y0, h - y1))  # back into the whole image
+        data["rles"] = mask_to_rle(masks)
+        return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in data.items()}
+
+    def _refine_with_m2m(self, points: torch.Tensor, low_res: torch.Tensor):
+        masks, ious = [], []
+        labels = torch.ones((len(points), 1), dtype=torch.int32, device=points.device)
+        for i in range(0, len(points), self.points_per_batch):
+            batch = slice(i, i + self.points_per_batch)
+            m, iou, _ = self.predictor.predict_torch(
+                points[batch, None], labels[batch], mask_input=low_res[batch, None],
+                multimask_output=False, return_logits=True,
+            )
+            masks.append(m[:, 0])
+            ious.append(iou[:, 0])
+        return torch.cat(masks), torch.cat(ious)
+
+
+def _select(data: Dict[str, Any], keep: torch.Tensor) -> Dict[str, Any]:
+    """The entries of every field at ``keep`` (a boolean mask or indices, order kept)."""
+    keep = keep.cpu() if keep.dtype != torch.bool else keep
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value[keep.to(value.device)]
+        else:
+            indices = keep.nonzero().flatten() if keep.dtype == torch.bool else keep
+            out[key] = [value[int(i)] for i in indices]
+    return out
+
+
+def _cat(parts: List[Dict[str, Any]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key in parts[0]:
+        values = [p[key] for p in parts]
+        out[key] = torch.cat(values) if isinstance(values[0], torch.Tensor) else sum(values, [])
+    return out
+
+
+def _xywh(box: torch.Tensor) -> List:
+    x0, y0, x1, y1 = box.tolist()
+    return [x0, y0, x1 - x0, y1 - y0]
