@@ -89,3 +89,23 @@ def test_rle_output_modes_decode_to_the_binary_masks(image):
         np.testing.assert_array_equal(rle_to_mask(rle["segmentation"]), binary["segmentation"])
         np.testing.assert_array_equal(mask_utils.decode(coco["segmentation"]).astype(bool), binary["segmentation"])
         assert binary["area"] == int(binary["segmentation"].sum()) == int(mask_utils.area(coco["segmentation"]))
+
+
+def test_records_work_with_supervision_from_sam(image):
+    """The article's code: sv.Detections.from_sam(generator.generate(image))."""
+    import dataclasses
+
+    import supervision as sv
+
+    config = dataclasses.replace(segmenter.resolve_config("sam2.1_hiera_tiny"), image_size=256)
+    model = segmenter.build_model(config).eval()
+    model.load_state_dict(segmenter.random_state_dict(config, seed=2))
+    records = segmenter.SAM2AutomaticMaskGenerator(model, points_per_side=4, **{
+        k: v for k, v in LOW_THRESHOLDS.items() if k != "points_per_batch"}, box_nms_thresh=1.0).generate(image)
+    detections = sv.Detections.from_sam(records)
+    assert len(detections) == len(records) >= 3
+    assert detections.mask.shape == (len(records), *image.shape[:2])
+    largest = max(records, key=lambda r: r["area"])  # from_sam orders masks by area, largest first
+    x, y, w, h = largest["bbox"]
+    np.testing.assert_allclose(detections.xyxy[0], [x, y, x + w, y + h])
+    np.testing.assert_array_equal(detections.mask[0], largest["segmentation"])
