@@ -2,8 +2,7 @@
 
 The whole pipeline runs with tiny random models: a tiny Florence-2
 (:func:`grounded_sam2.tiny_models.make_tiny_florence2`), whose generation config makes it answer
-one "dog" box for every image (the benchmark adds the forced ``<s>`` this needs where the saved
-config lacks it, see :func:`force_fixed_answer`), and a random SAM 2.1 tiny, so that every image
+one "dog" box for every image, and a random SAM 2.1 tiny, so that every image
 goes through grounding, SAM 2 (encoder + mask decoder) and mask export into a YOLO or COCO
 dataset on disk; the run fails (exit status 1) unless every image got its one object.
 Labels are streamed to disk, so memory must not grow with the number of images: each size N runs
@@ -28,8 +27,7 @@ Options::
     --sam2-size 256          SAM 2 input size (1024 = real size, slow on CPU)
     --batch-size 4           images per batch in label()
     --threads N              torch.set_num_threads(N) in the workers (default: torch's default)
-    --florence DIR           an existing tiny Florence-2 directory (default: one is made; either way
-                             a temporary copy is used, see force_fixed_answer)
+    --florence DIR           an existing tiny Florence-2 directory (default: one is made)
     --json PATH              also write the results as JSON
 
 Exit status: 0 when every image was labeled with its one object and the peak RSS is flat,
@@ -41,7 +39,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,24 +58,6 @@ SAM2_VARIANT = "sam2.1_hiera_tiny"
 FLAT_RELATIVE = 0.10  # peak RSS may grow by less than 10% ...
 FLAT_ABSOLUTE_MIB = 50.0  # ... or by less than 50 MiB from the smallest to the largest N
 BUSY_CORES = 0.25  # other processes using more CPU than this during a run: timings flagged
-
-
-def force_fixed_answer(florence: Path) -> bool:
-    """Make the tiny Florence-2 in ``florence`` give its fixed answer; True when its
-    ``generation_config.json`` had to be changed.
-
-    The tiny model's ``sequence_bias`` chains the fixed answer from the ``<s>`` that real Florence-2
-    checkpoints force as the first decoded token (``forced_bos_token_id``). Where the saved
-    generation config lacks ``forced_bos_token_id`` (as written by transformers 5.23/5.24, which do
-    not carry it over from the text config), decoding starts with ``</s>``, the chain never starts
-    and every image gets no box at all; the benchmark then never reaches SAM 2 or mask export."""
-    path = Path(florence) / "generation_config.json"
-    config = json.loads(path.read_text())
-    if "sequence_bias" not in config or config.get("forced_bos_token_id") is not None:
-        return False
-    config["forced_bos_token_id"] = config.get("bos_token_id", 0)
-    path.write_text(json.dumps(config, indent=2))
-    return True
 
 
 def make_torchvision_importable() -> None:
@@ -234,8 +213,9 @@ def run_worker(args) -> dict:
         predict_batch = model.predict_batch
 
         def timed_predict_batch(*a, **kw):
+            begin = time.perf_counter()
             out = predict_batch(*a, **kw)
-            batch_ends.append((time.perf_counter(), len(out)))
+            batch_ends.append((time.perf_counter(), len(out), time.perf_counter() - begin))
             return out
 
         model.predict_batch = timed_predict_batch
@@ -254,11 +234,19 @@ def run_worker(args) -> dict:
         peak = peak_rss_mib()
         end_rss = current_rss_mib()
         output_bytes = sum(p.stat().st_size for p in (tmp / "dataset").rglob("*") if p.is_file())
+        # YOLO polygon size: vertices per row (parts of a mask are joined into one polygon)
+        vertices = [
+            (len(line.split()) - 1) // 2
+            for label in (tmp / "dataset").glob("*/labels/*.txt")
+            for line in label.read_text().splitlines()
+            if line
+        ]
 
     rss = [mib for _, mib in sampler.samples]
     half = count // 2
     done, halfway = 0, start
-    for t, n in batch_ends:
+    predict_s = sum(d for _, _, d in batch_ends)
+    for t, n, _ in batch_ends:
         done += n
         if done >= half:
             halfway = t
@@ -279,6 +267,9 @@ def run_worker(args) -> dict:
         "rss_sampled_max_mib": max(rss),
         "rss_first_quarter_max_mib": max(rss[:quarter]),
         "rss_last_quarter_max_mib": max(rss[-quarter:]),
+        "predict_s": predict_s,  # grounding + SAM 2 (predict_batch calls)
+        "write_and_other_s": seconds - predict_s,  # image loading, label export, writing, finalize
+        "yolo_vertices_per_polygon_mean": sum(vertices) / len(vertices) if vertices else None,
         "images_per_s_first_half": first_half_ips,
         "images_per_s_second_half": second_half_ips,
         "own_cpu_cores": own_cpu / seconds,  # average cores this process used during label()
@@ -318,7 +309,8 @@ def run_size(count: int, florence: Path, args) -> dict:
     result = json.loads(lines[-1][len(RESULT_MARKER):])
     print(
         f"  N={count}: {result['seconds']:.1f} s, {result['images_per_s']:.2f} images/s "
-        f"(first half {result['images_per_s_first_half']:.2f}, second half {result['images_per_s_second_half']:.2f}), "
+        f"(first half {result['images_per_s_first_half']:.2f}, second half {result['images_per_s_second_half']:.2f}; "
+        f"predict {result['predict_s']:.1f} s, loading/export/writing {result['write_and_other_s']:.1f} s), "
         f"peak RSS {result['peak_rss_mib']:.0f} MiB; CPU cores used: this run {result['own_cpu_cores']:.2f}, "
         f"other processes {result['other_cpu_cores']:.2f}",
         flush=True,
@@ -343,7 +335,7 @@ def flatness(results) -> dict:
 def print_table(results, verdict) -> None:
     header = (
         f"{'N':>6} {'seconds':>9} {'images/s':>9} {'RSS loaded MiB':>15} {'peak RSS MiB':>13} "
-        f"{'peak-loaded MiB':>16} {'RSS end MiB':>12} {'objects':>8}"
+        f"{'peak-loaded MiB':>16} {'RSS end MiB':>12} {'objects':>8} {'other CPU':>9}"
     )
     print()
     print(header)
@@ -351,11 +343,12 @@ def print_table(results, verdict) -> None:
     for r in results:
         print(
             f"{r['n']:>6} {r['seconds']:>9.1f} {r['images_per_s']:>9.2f} {r['rss_loaded_mib']:>15.0f} "
-            f"{r['peak_rss_mib']:>13.0f} {r['peak_minus_loaded_mib']:>16.0f} {r['rss_end_mib']:>12.0f} {r['objects']:>8}"
+            f"{r['peak_rss_mib']:>13.0f} {r['peak_minus_loaded_mib']:>16.0f} {r['rss_end_mib']:>12.0f} {r['objects']:>8} {r['other_cpu_cores']:>9.2f}"
         )
     print()
     print("RSS loaded: current RSS after both models are built, before label(); peak RSS: ru_maxrss of the")
-    print("worker process at the end; RSS end: current RSS after label(). Only label() is timed.")
+    print("worker process at the end; RSS end: current RSS after label(). Only label() is timed. other CPU:")
+    print("average CPU cores used by all other processes of the machine during label().")
     busy = [r["n"] for r in results if r["other_cpu_cores"] > BUSY_CORES]
     if busy:
         print(f"warning: other processes used more than {BUSY_CORES} CPU core on average during the run of N={busy}:")
@@ -380,7 +373,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=4, help="images per batch in label() (default 4)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in the workers (default: torch's default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random SAM 2 weights (default 0)")
-    parser.add_argument("--florence", type=Path, default=None, help="existing tiny Florence-2 directory (default: made in a temp dir)")
+    parser.add_argument("--florence", type=Path, default=None, help="existing tiny Florence-2 directory (default: one is made); a temporary copy is used")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON to PATH")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # internal: label N images, print JSON
     args = parser.parse_args(argv)
@@ -410,14 +403,11 @@ def main(argv=None) -> int:
     import transformers
 
     with tempfile.TemporaryDirectory(prefix="bench_labeling_florence_") as tmp:
-        florence = Path(tmp) / "florence2"  # a copy: the fix below never touches --florence
-        if args.florence is not None:
-            shutil.copytree(args.florence, florence)
-        else:
+        florence = args.florence
+        if florence is None:
             from grounded_sam2.tiny_models import make_tiny_florence2
 
-            make_tiny_florence2(florence)
-        patched = force_fixed_answer(florence)
+            florence = make_tiny_florence2(Path(tmp) / "florence2")
 
         env = {
             "pipeline": "GroundedSAM2.label: tiny random Florence-2 (one 'dog' box per image) + SAM 2 + mask export",
@@ -427,7 +417,6 @@ def main(argv=None) -> int:
             "batch_size": args.batch_size,
             "images": f"synthetic {IMAGE_HW[0]}x{IMAGE_HW[1]} JPEG",
             "sizes": args.sizes,
-            "florence_forced_bos_added": patched,
             "device": "cpu",
             "torch": torch.__version__,
             "transformers": transformers.__version__,
@@ -439,9 +428,6 @@ def main(argv=None) -> int:
         print("Labeling benchmark: images/s and peak RSS, one fresh subprocess per N")
         for key, value in env.items():
             print(f"  {key}: {value}")
-        if patched:
-            print("  note: the tiny Florence-2's generation_config.json had no forced_bos_token_id, so it answered")
-            print("        no box at all; set it to <s> (0) in the benchmark's copy so every image gets its 'dog' box")
         print(flush=True)
 
         results = [run_size(n, florence, args) for n in args.sizes]

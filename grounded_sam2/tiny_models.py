@@ -104,6 +104,9 @@ def make_tiny_florence2(directory: Union[str, Path], seed: int = 0) -> Path:
     answer = tokenizer(SMOKE_ANSWER, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     answer = [tokenizer.bos_token_id] + answer
     model.generation_config.sequence_bias = [[[a, b], 100.0] for a, b in zip(answer[:-1], answer[1:])]
+    # like the released checkpoints: answers start with <s> (not kept by save_pretrained otherwise)
+    model.generation_config.forced_bos_token_id = tokenizer.bos_token_id
+    model.generation_config.forced_eos_token_id = tokenizer.eos_token_id
     processor.save_pretrained(directory)
     model.save_pretrained(directory)
     return directory

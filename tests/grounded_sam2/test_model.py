@@ -138,3 +138,15 @@ def test_ontology_errors_come_before_model_loading():
 def test_missing_florence_is_a_clear_error(small_sam2):
     with pytest.raises(GroundingModelError, match="could not load Florence-2"):
         GroundedSAM2({"dog": "dog"}, florence="/no/such/florence", sam2=small_sam2, device="cpu")
+
+
+def test_tiny_models_load_by_path_and_always_find_one_dog(tmp_path):
+    """make-tiny-models: both models load through the real loaders by path and go all the way
+    to a mask (their one fixed answer), for offline smoke runs."""
+    from grounded_sam2.tiny_models import make_tiny_models
+
+    florence, sam2 = make_tiny_models(tmp_path)
+    model = GroundedSAM2({"dog": "dog", "cat": "cat"}, florence=str(florence), sam2=str(sam2), device="cpu")
+    detections = model.predict(np.zeros((64, 96, 3), np.uint8))
+    assert list(detections.data["prompt"]) == ["dog"] and detections.mask.shape == (1, 64, 96)
+    np.testing.assert_allclose(detections.xyxy[0], [(100.5) * 96 / 1000, 150.5 * 64 / 1000, 600.5 * 96 / 1000, 700.5 * 64 / 1000], atol=1e-3)
