@@ -48,7 +48,7 @@ def models():
 
 @pytest.mark.parametrize("case", list(CASES), ids=str)
 def test_generate_matches_meta(models, image, case):
-    sam2 = import_meta_sam2()
+    import_meta_sam2()
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator as MetaGenerator
 
     variant, kwargs, min_masks = CASES[case]
