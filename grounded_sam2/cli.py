@@ -33,15 +33,17 @@ def _split(text: str):
     return tuple(parts)
 
 
-def _add_segmentation_options(parser: argparse.ArgumentParser) -> None:
-    """Options that label and segment-boxes share: SAM 2, device, batching, mask output."""
+def _add_segmentation_options(parser: argparse.ArgumentParser, boxes: bool = True) -> None:
+    """Options every dataset command shares (SAM 2, device, mask output, progress), plus the
+    box commands' batching and box tightening."""
     parser.add_argument("--sam2", default="facebook/sam2.1-hiera-large",
                         help="SAM 2 checkpoint: .pt path, hub id or variant name (default: facebook/sam2.1-hiera-large)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per batch (default 4)")
-    parser.add_argument("--tighten-boxes", action="store_true", help="replace boxes by their masks' bounding boxes")
     parser.add_argument("--coco-masks", choices=["rle", "polygon"], default="rle", help="COCO mask encoding (default rle)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if boxes:
+        parser.add_argument("--batch-size", type=int, default=4, help="images per batch (default 4)")
+        parser.add_argument("--tighten-boxes", action="store_true", help="replace boxes by their masks' bounding boxes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     boxes.add_argument("--format", choices=["yolo", "coco"], default="yolo", help="output format (default: yolo)")
     _add_segmentation_options(boxes)
 
+    everything = commands.add_parser(
+        "segment-everything",
+        help="class-agnostic masks of everything (SAM 2's automatic mask generator) as a dataset",
+        description="Masks of every object, with one class 'object', from a grid of point prompts. Streams, resumes "
+                    "and reports bad inputs like 'label'. Exit codes: 0 done, 1 some inputs skipped, 2 error, 130 interrupted.",
+    )
+    everything.add_argument("images", type=Path, help="folder of images (searched recursively) or one image file")
+    everything.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder (not inside IMAGES)")
+    everything.add_argument("--format", choices=["coco", "yolo"], default="coco", help="output format (default: coco)")
+    everything.add_argument("--split", type=_split, default=(0.8, 0.2, 0.0), help="train,valid[,test] fractions")
+    everything.add_argument("--seed", type=int, default=0, help="seed of the split")
+    everything.add_argument("--points-per-side", type=int, default=32, help="point grid size (default 32)")
+    everything.add_argument("--points-per-batch", type=int, default=64, help="points per decoder call (default 64)")
+    everything.add_argument("--pred-iou-thresh", type=float, default=0.8, help="minimum predicted IoU (default 0.8)")
+    everything.add_argument("--stability-score-thresh", type=float, default=0.95, help="minimum stability (default 0.95)")
+    everything.add_argument("--box-nms-thresh", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    everything.add_argument("--crop-n-layers", type=int, default=0, help="layers of image crops (default 0)")
+    everything.add_argument("--min-mask-region-area", type=int, default=0, help="fill holes/remove specks up to this area")
+    everything.add_argument("--use-m2m", action="store_true", help="one refinement step with each mask as prompt")
+    _add_segmentation_options(everything, boxes=False)
+
     tiny = commands.add_parser(
         "make-tiny-models",
         help="write a tiny random Florence-2 (DIR/florence2) and SAM 2 checkpoint (DIR/sam2.pt) for offline smoke runs",
@@ -115,7 +138,8 @@ def _run(args) -> int:
     from .ontology import OntologyError
 
     try:
-        summary = _label(args) if args.command == "label" else _segment_boxes(args)
+        run = {"label": _label, "segment-boxes": _segment_boxes, "segment-everything": _segment_everything}[args.command]
+        summary = run(args)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -135,6 +159,21 @@ def _segment_boxes(args):
     return segment_box_dataset(
         args.dataset, args.output, args.sam2, device=args.device, format=args.format, coco_mask_format=args.coco_masks,
         tighten_boxes=args.tighten_boxes, batch_size=args.batch_size, progress=not args.no_progress,
+    )
+
+
+def _segment_everything(args):
+    from .labeling import segment_everything
+
+    if not args.images.exists():
+        raise FileNotFoundError(f"input not found: {args.images}")
+    options = {name: getattr(args, name) for name in (
+        "points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh",
+        "crop_n_layers", "min_mask_region_area", "use_m2m")}
+    return segment_everything(
+        args.images if args.images.is_dir() else [args.images], args.output, args.sam2, device=args.device,
+        format=args.format, split=args.split, seed=args.seed, coco_mask_format=args.coco_masks,
+        generator_options=options, progress=not args.no_progress,
     )
 
 

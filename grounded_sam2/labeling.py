@@ -152,3 +152,52 @@ def segment_box_dataset(
         return segmenter.segment(arrays, requests)
 
     return run_labeling(dataset.images, output, spec, predict, batch_size, progress, assigned_splits=dataset.splits)
+
+
+def segment_everything(
+    source: Union[str, Path, Sequence[Union[str, Path]]],
+    output: Union[str, Path],
+    sam2,
+    device=None,
+    format: str = "coco",
+    split: Tuple[float, float, float] = (0.8, 0.2, 0.0),
+    seed: int = 0,
+    coco_mask_format: str = "rle",
+    generator_options: Optional[Dict[str, object]] = None,
+    progress: bool = True,
+    bf16: bool = True,
+) -> LabelSummary:
+    """Class-agnostic masks of everything in every image (SAM 2's automatic mask generator),
+    written as a dataset with one class, ``object``; streams, resumes and reports bad inputs
+    like labeling. ``generator_options`` go to :class:`segmenter.SAM2AutomaticMaskGenerator`;
+    a mask's confidence is its predicted IoU."""
+    from segmenter import SAM2AutomaticMaskGenerator, SAM2Model, build_sam2
+    from segmenter.device import resolve_device
+
+    from .datasets.sources import find_images
+
+    check_output_folder(source, Path(output))
+    options = dict(generator_options or {})
+    model = sam2 if isinstance(sam2, SAM2Model) else build_sam2(None, sam2, device=resolve_device(device))
+    generator = SAM2AutomaticMaskGenerator(model, bf16=bf16, **options)
+    settings = {"sam2": str(sam2) if not isinstance(sam2, SAM2Model) else "in-memory model", "generator": options}
+    spec = DatasetSpec(format, ("object",), tuple(split), seed, coco_mask_format, settings)
+
+    def predict(arrays: List[np.ndarray], _) -> List[sv.Detections]:
+        return [_records_to_detections(generator.generate(array), array.shape[:2]) for array in arrays]
+
+    return run_labeling(find_images(source), output, spec, predict, batch_size=1, progress=progress)
+
+
+def _records_to_detections(records: List[dict], image_hw: Tuple[int, int]) -> sv.Detections:
+    """Automatic mask generator records (binary masks) -> Detections of class 0, in their order."""
+    if not records:
+        return sv.Detections(xyxy=np.zeros((0, 4), np.float32), mask=np.zeros((0, *image_hw), bool),
+                             class_id=np.zeros(0, int), confidence=np.zeros(0, np.float32))
+    xywh = np.array([r["bbox"] for r in records], np.float32)
+    return sv.Detections(
+        xyxy=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
+        mask=np.stack([r["segmentation"] for r in records]),
+        class_id=np.zeros(len(records), int),
+        confidence=np.array([r["predicted_iou"] for r in records], np.float32),
+    )
