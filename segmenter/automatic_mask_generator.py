@@ -8,6 +8,11 @@ optionally refined once with their own low-res logits (``use_m2m``); masks cut b
 dropped; NMS inside each crop (by predicted IoU), then across crops preferring smaller crops.
 ``min_mask_region_area`` fills holes and removes specks up to that area on the low-res logits
 (with OpenCV, where Meta needs its CUDA extension).
+
+Fast path (``fast_path``, on by default on CUDA): as many points per mask-decoder call as the
+device's free memory allows (at least ``points_per_batch``), in bfloat16 autocast. Only the
+grouping of points into decoder calls changes; larger batched products round differently, so a
+pixel at the decision boundary may flip.
 """
 
 from typing import Any, Dict, List, Optional
@@ -58,10 +63,12 @@ class SAM2AutomaticMaskGenerator:
         use_m2m: bool = False,
         multimask_output: bool = True,
         bf16: bool = True,
+        fast_path: Optional[bool] = None,
     ) -> None:
         """Arguments as Meta's (see the module docstring); ``point_grids`` replaces
         ``points_per_side`` with one Nx2 grid in [0, 1] per crop layer; ``bf16`` is the
-        predictor's CUDA autocast switch."""
+        predictor's CUDA autocast switch; ``fast_path`` decodes as many points per call as memory
+        allows (None: on for CUDA only)."""
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("Exactly one of points_per_side or point_grids must be provided.")
         if output_mode not in OUTPUT_MODES:
@@ -90,6 +97,7 @@ class SAM2AutomaticMaskGenerator:
         self.output_mode = output_mode
         self.use_m2m = use_m2m
         self.multimask_output = multimask_output
+        self.fast_path = self.predictor.device.type == "cuda" if fast_path is None else fast_path
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2AutomaticMaskGenerator":
@@ -144,9 +152,10 @@ class SAM2AutomaticMaskGenerator:
         self.predictor.set_image(crop)
         crop_hw = crop.shape[:2]
         points = self.point_grids[layer] * np.array(crop_hw)[None, ::-1]
+        step = self._points_per_call(crop_hw, len(points))
         batches = [
-            self._process_batch(points[i : i + self.points_per_batch], crop_hw, crop_box, image.shape[:2])
-            for i in range(0, len(points), self.points_per_batch)
+            self._process_batch(points[i : i + step], crop_hw, crop_box, image.shape[:2])
+            for i in range(0, len(points), step)
         ]
         self.predictor.reset_predictor()
         data = _cat(batches)
@@ -190,11 +199,23 @@ class SAM2AutomaticMaskGenerator:
         data["rles"] = mask_to_rle(masks)
         return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in data.items()}
 
+    def _points_per_call(self, crop_hw, num_points: int) -> int:
+        """``points_per_batch``, or on the fast path as many points as half the free device memory
+        holds (decoder activations plus the full-size logits of every mask of a point)."""
+        if not self.fast_path:
+            return self.points_per_batch
+        masks_per_point = 3 if self.multimask_output else 1
+        decoder_bytes = 16 * 2**20  # image-token activations of one prompt in the two-way transformer
+        logits_bytes = masks_per_point * crop_hw[0] * crop_hw[1] * 4 * 3  # logits, threshold, padding
+        fits = int(0.5 * _free_memory(self.predictor.device) // (decoder_bytes + logits_bytes))
+        return max(self.points_per_batch, min(num_points, fits))
+
     def _refine_with_m2m(self, points: torch.Tensor, low_res: torch.Tensor):
         masks, ious = [], []
         labels = torch.ones((len(points), 1), dtype=torch.int32, device=points.device)
-        for i in range(0, len(points), self.points_per_batch):
-            batch = slice(i, i + self.points_per_batch)
+        step = self.points_per_batch if not self.fast_path else len(points)
+        for i in range(0, len(points), step):
+            batch = slice(i, i + step)
             m, iou, _ = self.predictor.predict_torch(
                 points[batch, None], labels[batch], mask_input=low_res[batch, None],
                 multimask_output=False, return_logits=True,
@@ -202,6 +223,15 @@ class SAM2AutomaticMaskGenerator:
             masks.append(m[:, 0])
             ious.append(iou[:, 0])
         return torch.cat(masks), torch.cat(ious)
+
+
+def _free_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: CUDA's own count, else the available system memory."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _select(data: Dict[str, Any], keep: torch.Tensor) -> Dict[str, Any]:

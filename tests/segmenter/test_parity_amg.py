@@ -109,3 +109,31 @@ def test_records_work_with_supervision_from_sam(image):
     x, y, w, h = largest["bbox"]
     np.testing.assert_allclose(detections.xyxy[0], [x, y, x + w, y + h])
     np.testing.assert_array_equal(detections.mask[0], largest["segmentation"])
+
+
+@pytest.mark.parametrize("use_m2m", [False, True], ids=["plain", "m2m"])
+def test_fast_path_changes_only_the_batching(image, use_m2m, monkeypatch):
+    """The CUDA fast path (all points of a crop in as few decoder calls as memory allows) gives the
+    same records as points_per_batch batching, up to the float rounding of larger batched matrix
+    products (a pixel at the decision boundary may flip); forced on here, on CPU."""
+    import dataclasses
+
+    config = dataclasses.replace(segmenter.resolve_config("sam2.1_hiera_tiny"), image_size=256)
+    model = segmenter.build_model(config).eval()
+    model.load_state_dict(segmenter.random_state_dict(config, seed=2))
+    settings = {**LOW_THRESHOLDS, "points_per_side": 5, "points_per_batch": 4, "box_nms_thresh": 1.0, "use_m2m": use_m2m}
+    slow = segmenter.SAM2AutomaticMaskGenerator(model, fast_path=False, **settings)
+    fast = segmenter.SAM2AutomaticMaskGenerator(model, fast_path=True, **settings)
+    calls = {"slow": 0, "fast": 0}
+    decoder = model.sam_mask_decoder
+    original = decoder.forward
+    for name, generator in (("slow", slow), ("fast", fast)):
+        monkeypatch.setattr(decoder, "forward", lambda *a, _n=name, **k: calls.__setitem__(_n, calls[_n] + 1) or original(*a, **k))
+        records = generator.generate(image)
+        if name == "slow":
+            reference = records
+    assert calls["fast"] == (2 if use_m2m else 1) and calls["slow"] > calls["fast"]
+    assert len(records) == len(reference) >= 3
+    for a, b in zip(records, reference):
+        assert (a["segmentation"] != b["segmentation"]).mean() < 1e-3
+        assert a["predicted_iou"] == pytest.approx(b["predicted_iou"], abs=1e-4)
