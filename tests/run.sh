@@ -3,7 +3,8 @@
 # - a virtual environment in .venv (VENV=... to choose another),
 # - torch 2.13.0 (CPU), this package and pytest, pinned by tests/constraints.txt,
 # - Meta's sam2==1.1.0 as the parity reference (test-only; it is never imported at run time),
-# - ultralytics, without its dependencies, whose label checker validates the YOLO files.
+# - ultralytics, without its dependencies, whose label checker validates the YOLO files,
+# - nbclient, nbformat and ipykernel, which run the notebooks in notebooks/ (tests/test_notebooks.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -14,4 +15,5 @@ PIP=("$PY" -m pip install --quiet --constraint tests/constraints.txt)
 "${PIP[@]}" --no-build-isolation ".[test]"
 "$PY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation sam2==1.1.0
 "${PIP[@]}" --no-deps ultralytics==8.4.190
+"${PIP[@]}" nbclient==0.11.0 nbformat==5.11.1 ipykernel==7.4.0
 exec "$PY" -m pytest tests "$@"
