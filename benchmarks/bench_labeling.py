@@ -46,10 +46,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-for _path in (REPO_ROOT / "tests", REPO_ROOT):  # repo root first on sys.path, then tests/
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from bench_common import REPO_ROOT, machine_busy_seconds, own_cpu_seconds  # puts the repository on sys.path
 
 RESULT_MARKER = "BENCH_LABELING_RESULT "
 IMAGE_HW = (480, 640)
@@ -92,22 +89,6 @@ def current_rss_mib() -> float:
     except OSError:
         pass
     return peak_rss_mib()
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes of the machine have used since boot (/proc/stat; NaN elsewhere)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return float("nan")
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 class RSSSampler(threading.Thread):
