@@ -136,7 +136,7 @@ def segment_box_dataset(
     from segmenter.device import resolve_device
 
     from .datasets.box_sources import read_box_dataset
-    from .segmentation import BoxRequest, BoxSegmenter
+    from .segmentation import BoxSegmenter, given_box_requests
 
     check_output_folder(source, Path(output))
     dataset = read_box_dataset(Path(source))
@@ -145,10 +145,10 @@ def segment_box_dataset(
     spec = DatasetSpec(format, dataset.classes, None, 0, coco_mask_format, settings)
 
     def predict(arrays: List[np.ndarray], sources: List[SourceImage]) -> List[sv.Detections]:
-        requests = []
-        for array, image in zip(arrays, sources):
-            xyxy, ids = dataset.boxes_for(image, *array.shape[:2])
-            requests.append([BoxRequest(tuple(map(float, b)), int(c), 1.0, dataset.classes[c]) for b, c in zip(xyxy, ids)])
+        requests = [
+            given_box_requests(*dataset.boxes_for(image, *array.shape[:2]), dataset.classes)
+            for array, image in zip(arrays, sources)
+        ]
         return segmenter.segment(arrays, requests)
 
     return run_labeling(dataset.images, output, spec, predict, batch_size, progress, assigned_splits=dataset.splits)

@@ -24,7 +24,7 @@ from segmenter.image_io import load_rgb
 
 from .grounding import DEFAULT_FLORENCE, Florence2Grounder, GroundedBox, GroundingSettings
 from .ontology import Ontology
-from .segmentation import BoxRequest, BoxSegmenter
+from .segmentation import BoxRequest, BoxSegmenter, given_box_requests
 
 if TYPE_CHECKING:
     from .labeling import LabelSummary
@@ -133,11 +133,7 @@ class GroundedSAM2(DetectionBaseModel):
         """Masks for boxes you already have (grounding skipped): per image an Nx4 XYXY array and
         N class ids (indexes of :attr:`classes`). Confidence is SAM 2's predicted IoU."""
         arrays = [to_rgb_uint8(image, rgb) for image in images]
-        classes = self._ontology.classes
-        requests = [
-            [BoxRequest(tuple(map(float, b)), int(c), 1.0, classes[int(c)]) for b, c in zip(np.reshape(xyxy, (-1, 4)), np.ravel(ids))]
-            for xyxy, ids in zip(boxes, class_ids)
-        ]
+        requests = [given_box_requests(xyxy, ids, self._ontology.classes) for xyxy, ids in zip(boxes, class_ids)]
         return self.segmenter.segment(arrays, requests)
 
     def label(

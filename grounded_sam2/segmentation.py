@@ -21,7 +21,13 @@ class BoxRequest:
     prompt: str = ""
 
 
-DATA_KEYS = ("class_name", "prompt", "grounding_confidence", "sam_iou")
+def given_box_requests(xyxy, class_ids, classes) -> List[BoxRequest]:
+    """Requests for boxes a user or dataset already has: Nx4 XYXY pixels and N class ids
+    (indexes of ``classes``), confidence 1, the class name as prompt."""
+    return [
+        BoxRequest(tuple(map(float, box)), int(c), 1.0, classes[int(c)])
+        for box, c in zip(np.reshape(xyxy, (-1, 4)), np.ravel(class_ids))
+    ]
 
 
 def empty_detections(height: int, width: int) -> sv.Detections:
