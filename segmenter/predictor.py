@@ -2,7 +2,8 @@
 
 Same methods, arguments and return conventions as Meta's ``sam2.sam2_image_predictor``, with:
 - ``set_image_batch`` encodes images of any sizes in one forward pass;
-- every prompt of an image is decoded in one mask-decoder call;
+- every prompt of an image is decoded in one mask-decoder call, and ``predict_torch`` with one
+  image index per prompt decodes prompts on several of the images set in one call;
 - ``predict_torch`` keeps results on the device; ``predict``/``predict_batch`` are numpy adapters;
 - images may be numpy arrays, PIL images or paths (see :mod:`segmenter.image_io`);
 - bfloat16 autocast on CUDA by default (``bf16=False`` for full float32).
@@ -138,9 +139,10 @@ class SAM2ImagePredictor:
         multimask_output: bool = True,
         return_logits: bool = False,
         normalize_coords: bool = True,
-        img_idx: int = 0,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode B prompts on image ``img_idx`` in one mask-decoder call; results stay on device.
+        img_idx: Union[int, torch.Tensor] = 0,
+    ) -> Tuple[Union[torch.Tensor, List[torch.Tensor]], torch.Tensor, torch.Tensor]:
+        """Decode B prompts in one mask-decoder call, all on image ``img_idx`` or each on its own
+        image; results stay on the device.
 
         Arguments:
           point_coords: BxNx2 (x, y) points, or None.
@@ -151,49 +153,88 @@ class SAM2ImagePredictor:
           multimask_output: 3 candidate masks per prompt instead of 1.
           return_logits: return float logits instead of boolean masks.
           normalize_coords: coordinates are original-image pixels (True) or relative in [0, 1].
-          img_idx: which of the images set to use.
+          img_idx: which of the images set to use: one index for every prompt, or a B long
+            tensor with the image of each prompt (its coordinates are then pixels of that image).
 
         Returns:
           masks BxCxHxW (bool, or float logits) at the original size, iou_predictions BxC, and
-          low-res logits BxCx256x256 clamped to +-32; C is 3 with multimask_output, else 1.
+          low-res logits BxCx256x256 clamped to +-32; C is 3 with multimask_output, else 1. With
+          a tensor ``img_idx`` the images may differ in size, so masks is a list with one entry
+          per image set: the B_ixCxH_ixW_i masks of the prompts on image i, in prompt order
+          (0xCxH_ixW_i for an image without prompts). IoUs and low-res logits keep prompt order.
         """
         features = self._require_features()
-        if not 0 <= img_idx < len(features.orig_hw):
-            raise IndexError(f"img_idx {img_idx} out of range for {len(features.orig_hw)} image(s)")
-        orig_hw = features.orig_hw[img_idx]
-        points = self._prompt_points(point_coords, point_labels, boxes, orig_hw, normalize_coords)
+        points = self._prompt_points(point_coords, point_labels, boxes)
+        num_prompts = 1  # the prompt encoder's batch size: from the points, else the masks, else 1
+        if points is not None or mask_input is not None:
+            num_prompts = (points[0] if points is not None else mask_input).shape[0]
+        image_ids = self._image_ids(img_idx, num_prompts, len(features.orig_hw))
+        if points is not None:
+            coords, labels = points
+            points = self._to_model_input(coords, image_ids, features.orig_hw, normalize_coords), labels
         if mask_input is not None:
             mask_input = mask_input.to(self.device, torch.float32)
         with autocast_context(self.device, self.bf16):
             sparse, dense = self.model.sam_prompt_encoder(points=points, masks=mask_input)
             low_res, iou, _, _ = self.model.sam_mask_decoder(
-                image_embeddings=features.image_embed[img_idx : img_idx + 1],
+                image_embeddings=features.image_embed,
                 image_pe=self._image_pe(),
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask_output,
-                image_ids=torch.zeros(sparse.shape[0], dtype=torch.long, device=self.device),
-                high_res_features=[f[img_idx : img_idx + 1] for f in features.high_res_feats],
+                image_ids=image_ids,
+                high_res_features=features.high_res_feats,
             )
-        masks = postprocess_masks(low_res, orig_hw, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area)
-        if not return_logits:
-            masks = masks > self.mask_threshold
+        if isinstance(img_idx, torch.Tensor):
+            masks = [
+                self._postprocess(low_res[image_ids == i], hw, return_logits) for i, hw in enumerate(features.orig_hw)
+            ]
+        else:
+            masks = self._postprocess(low_res, features.orig_hw[img_idx], return_logits)
         return masks, iou.float(), torch.clamp(low_res.float(), -32.0, 32.0)
+
+    def _image_ids(self, img_idx: Union[int, torch.Tensor], num_prompts: int, num_images: int) -> torch.Tensor:
+        """The image of each prompt: ``img_idx`` checked and made a ``num_prompts`` long tensor."""
+        if not isinstance(img_idx, torch.Tensor):
+            if not 0 <= img_idx < num_images:
+                raise IndexError(f"img_idx {img_idx} out of range for {num_images} image(s)")
+            return torch.full((num_prompts,), img_idx, dtype=torch.long, device=self.device)
+        if img_idx.shape != (num_prompts,):
+            shape = tuple(img_idx.shape)
+            raise ValueError(f"img_idx needs one image index per prompt ({num_prompts}), got shape {shape}")
+        image_ids = img_idx.to(self.device, torch.long)
+        if not bool(((image_ids >= 0) & (image_ids < num_images)).all()):
+            raise IndexError(f"img_idx values must lie in [0, {num_images}) for {num_images} image(s)")
+        return image_ids
+
+    def _to_model_input(
+        self, coords: torch.Tensor, image_ids: torch.Tensor, orig_hw: List[Tuple[int, int]], normalize: bool
+    ) -> torch.Tensor:
+        """BxNx2 prompt coordinates -> pixels of the model input, each prompt scaled from its own
+        image (``image_ids``: B image indices into ``orig_hw``)."""
+        resolution = self.model.image_size
+        out = torch.empty_like(coords)
+        for i in image_ids.unique().tolist():
+            rows = image_ids == i
+            out[rows] = transform_coords(coords[rows], orig_hw[i], resolution, normalize)
+        return out
+
+    def _postprocess(self, low_res: torch.Tensor, orig_hw: Tuple[int, int], return_logits: bool) -> torch.Tensor:
+        """BxCx256x256 logits -> BxCxHxW masks at the original size (bool unless ``return_logits``)."""
+        masks = postprocess_masks(low_res, orig_hw, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area)
+        return masks if return_logits else masks > self.mask_threshold
 
     def _prompt_points(
         self,
         point_coords: Optional[torch.Tensor],
         point_labels: Optional[torch.Tensor],
         boxes: Optional[torch.Tensor],
-        orig_hw: Tuple[int, int],
-        normalize_coords: bool,
     ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-        """Boxes and clicks as one BxNx2 point prompt in model-input pixels, box corners first."""
-        resolution = self.model.image_size
+        """Boxes and clicks as one BxNx2 point prompt (coordinates as given), box corners first."""
         coords, labels = [], []
         if boxes is not None:
             boxes = boxes.to(self.device, torch.float32).reshape(-1, 2, 2)
-            coords.append(transform_coords(boxes, orig_hw, resolution, normalize_coords))
+            coords.append(boxes)
             corner_labels = torch.tensor([[BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL]], dtype=torch.int32)
             labels.append(corner_labels.to(self.device).expand(boxes.shape[0], 2))
         if point_coords is not None:
@@ -216,7 +257,7 @@ class SAM2ImagePredictor:
                     raise ValueError(f"{coords[0].shape[0]} boxes but {point_coords.shape[0]} point sets")
                 point_coords = point_coords.expand(coords[0].shape[0], -1, -1)
                 point_labels = point_labels.expand(coords[0].shape[0], -1)
-            coords.append(transform_coords(point_coords, orig_hw, resolution, normalize_coords))
+            coords.append(point_coords)
             labels.append(point_labels)
         if not coords:
             return None

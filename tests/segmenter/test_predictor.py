@@ -62,9 +62,18 @@ def test_bad_prompts_give_clear_errors(predictor, case):
         predictor.predict(**kwargs)
 
 
-def test_image_index_out_of_range(predictor):
-    with pytest.raises(IndexError, match="img_idx 1 out of range"):
-        predictor.predict_torch(boxes=torch.tensor([[0.0, 0, 10, 10]]), img_idx=1)
+BAD_IMAGE_INDICES = {
+    "index out of range": (1, IndexError, "img_idx 1 out of range for 1 image"),
+    "per-prompt index out of range": (torch.tensor([0, 1]), IndexError, "must lie in \\[0, 1\\)"),
+    "fewer indices than prompts": (torch.tensor([0]), ValueError, "one image index per prompt \\(2\\), got shape \\(1,\\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IMAGE_INDICES), ids=str)
+def test_bad_image_indices(predictor, case):
+    img_idx, error, message = BAD_IMAGE_INDICES[case]
+    with pytest.raises(error, match=message):
+        predictor.predict_torch(boxes=torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]), img_idx=img_idx)
 
 
 @pytest.mark.parametrize(
@@ -144,6 +153,35 @@ def test_batch_encoding_equals_one_by_one(model):
         assert masks[i].shape == m.shape
         assert_close(lows[i], low, f"image {i} low-res logits")
         assert_close(ious[i], iou, f"image {i} IoU")
+
+
+def test_prompts_on_several_images_decoded_together_equal_each_image_alone(model, monkeypatch):
+    """predict_torch with one image index per prompt: prompts on images of different sizes, in
+    pixels of their own image, decoded in one decoder call; masks come per image, in prompt order."""
+    rng = np.random.default_rng(3)
+    images = [(rng.random(shape) * 255).astype(np.uint8) for shape in ((50, 70, 3), (200, 100, 3), (64, 64, 3))]
+    p = segmenter.SAM2ImagePredictor(model)
+    p.set_image_batch(images)
+    image_ids = torch.tensor([1, 0, 1, 1, 0])
+    boxes = torch.tensor([[10.0, 20, 90, 180], [5, 5, 40, 30], [0, 0, 50, 50], [20, 40, 80, 190], [30, 10, 69, 49]])
+    points = torch.tensor([[[50.0, 100]], [[20, 15]], [[25, 25]], [[60, 150]], [[45, 30]]])
+    labels = torch.tensor([[1], [1], [0], [1], [1]])
+    calls = []
+    decoder = model.sam_mask_decoder
+    original = decoder.forward
+    monkeypatch.setattr(decoder, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    masks, iou, low = p.predict_torch(points, labels, boxes, return_logits=True, img_idx=image_ids)
+    assert len(calls) == 1
+    assert [tuple(m.shape) for m in masks] == [(2, 3, 50, 70), (3, 3, 200, 100), (0, 3, 64, 64)]
+    assert iou.shape == (5, 3) and low.shape == (5, 3, 64, 64)
+    for i in (0, 1):
+        rows = image_ids == i
+        alone = p.predict_torch(points[rows], labels[rows], boxes[rows], return_logits=True, img_idx=i)
+        for name, together, single in zip(("masks", "IoU", "low-res logits"), (masks[i], iou[rows], low[rows]), alone):
+            assert_close(together, single, f"image {i} {name}")
+    binary = p.predict_torch(points, labels, boxes, img_idx=image_ids)[0]
+    for i in (0, 1):
+        assert binary[i].dtype == torch.bool and torch.equal(binary[i], masks[i] > 0)
 
 
 def test_predict_batch_needs_one_entry_per_image(model, image):
