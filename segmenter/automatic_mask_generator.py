@@ -9,13 +9,18 @@ dropped; NMS inside each crop (by predicted IoU), then across crops preferring s
 ``min_mask_region_area`` fills holes and removes specks up to that area on the low-res logits
 (with OpenCV, where Meta needs its CUDA extension).
 
-Fast path (``fast_path``, on by default on CUDA): as many points per mask-decoder call as the
-device's free memory allows (at least ``points_per_batch``), in bfloat16 autocast. Only the
-grouping of points into decoder calls changes; larger batched products round differently, so a
-pixel at the decision boundary may flip.
+Fast path (``fast_path``, on by default on CUDA, where the predictor also runs in bfloat16
+autocast unless ``bf16=False``): all crops of the image are encoded in one image-encoder pass, and
+the points of all crops, each prompting its own crop's embedding, go through the mask decoder
+together: as many per call as half the device's free memory holds, every point costed at the
+largest crop (at least ``points_per_batch``; a call may span crops). ``use_m2m`` refines all masks
+of a call in one more call. Filtering, edge removal and both NMS steps are as above, per crop, so
+records and their order are those of the normal path (the default on CPU: Meta's order of work,
+one crop after the other, ``points_per_batch`` points per call); larger batched products round
+differently, so a pixel at the decision boundary may flip.
 """
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -67,8 +72,8 @@ class SAM2AutomaticMaskGenerator:
     ) -> None:
         """Arguments as Meta's (see the module docstring); ``point_grids`` replaces
         ``points_per_side`` with one Nx2 grid in [0, 1] per crop layer; ``bf16`` is the
-        predictor's CUDA autocast switch; ``fast_path`` decodes as many points per call as memory
-        allows (None: on for CUDA only)."""
+        predictor's CUDA autocast switch; ``fast_path`` encodes all crops at once and decodes their
+        points in as few calls as memory allows (None: on for CUDA only)."""
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("Exactly one of points_per_side or point_grids must be provided.")
         if output_mode not in OUTPUT_MODES:
@@ -137,50 +142,80 @@ class SAM2AutomaticMaskGenerator:
         return records
 
     def _generate_masks(self, image: np.ndarray) -> Dict[str, Any]:
-        image_hw = image.shape[:2]
-        crop_boxes, layers = generate_crop_boxes(image_hw, self.crop_n_layers, self.crop_overlap_ratio)
-        crops = [self._process_crop(image, box, layer) for box, layer in zip(crop_boxes, layers)]
+        crop_boxes, layers = generate_crop_boxes(image.shape[:2], self.crop_n_layers, self.crop_overlap_ratio)
+        if self.fast_path:
+            crops = self._process_crops(image, crop_boxes, layers)
+        else:  # Meta's order of work: one crop after the other
+            crops = [self._process_crops(image, [box], [layer])[0] for box, layer in zip(crop_boxes, layers)]
         data = _cat(crops)
         if len(crop_boxes) > 1:  # duplicates between crops: prefer masks from smaller crops
             keep = nms(data["boxes"], 1 / box_area(data["crop_boxes"]).float(), self.crop_nms_thresh)
             data = _select(data, keep)
         return data
 
-    def _process_crop(self, image: np.ndarray, crop_box: List[int], layer: int) -> Dict[str, Any]:
-        x0, y0, x1, y1 = crop_box
-        crop = image[y0:y1, x0:x1]
-        self.predictor.set_image(crop)
-        crop_hw = crop.shape[:2]
-        points = self.point_grids[layer] * np.array(crop_hw)[None, ::-1]
-        step = self._points_per_call(crop_hw, len(points))
-        batches = [
-            self._process_batch(points[i : i + step], crop_hw, crop_box, image.shape[:2])
-            for i in range(0, len(points), step)
-        ]
+    def _process_crops(
+        self, image: np.ndarray, crop_boxes: List[List[int]], layers: List[int]
+    ) -> List[Dict[str, Any]]:
+        """The masks of each crop: the crops encoded in one pass, the points of all of them decoded
+        in calls of :meth:`_points_per_call` points (a call may span crops), NMS inside each crop."""
+        self.predictor.set_image_batch([image[y0:y1, x0:x1] for x0, y0, x1, y1 in crop_boxes])
+        points = [self._crop_points(box, layer) for box, layer in zip(crop_boxes, layers)]
+        image_ids = torch.repeat_interleave(torch.arange(len(points)), torch.tensor([len(p) for p in points]))
+        points = np.concatenate(points)
+        step = self._points_per_call(max((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in crop_boxes), len(points))
+        parts: List[List[Dict[str, Any]]] = [[] for _ in crop_boxes]
+        for i in range(0, len(points), step):
+            batch = self._process_batch(points[i : i + step], image_ids[i : i + step], crop_boxes, image.shape[:2])
+            for crop, data in batch.items():
+                parts[crop].append(data)
         self.predictor.reset_predictor()
-        data = _cat(batches)
+        return [self._crop_nms(_cat(crop_parts), box) for crop_parts, box in zip(parts, crop_boxes)]
+
+    def _crop_points(self, crop_box: List[int], layer: int) -> np.ndarray:
+        """The point grid of ``layer`` in pixels of the crop: Nx2 (x, y)."""
+        x0, y0, x1, y1 = crop_box
+        return self.point_grids[layer] * np.array([x1 - x0, y1 - y0])[None]
+
+    def _crop_nms(self, data: Dict[str, Any], crop_box: List[int]) -> Dict[str, Any]:
+        """NMS inside a crop by predicted IoU, then boxes and points moved into image pixels."""
         data = _select(data, nms(data["boxes"], data["iou_preds"], self.box_nms_thresh))
+        x0, y0 = crop_box[:2]
         offset = torch.tensor([x0, y0, x0, y0])
         data["boxes"] = data["boxes"] + offset
         data["points"] = data["points"] + offset[:2]
         data["crop_boxes"] = torch.tensor([crop_box] * len(data["rles"]), dtype=torch.long).reshape(-1, 4)
         return data
 
-    def _process_batch(self, points: np.ndarray, crop_hw, crop_box: List[int], image_hw) -> Dict[str, Any]:
+    def _process_batch(
+        self, points: np.ndarray, image_ids: torch.Tensor, crop_boxes: List[List[int]], image_hw: Tuple[int, int]
+    ) -> Dict[int, Dict[str, Any]]:
+        """Decode Px2 points in crop pixels, point i on crop ``image_ids[i]`` (an index into
+        ``crop_boxes`` and into the images set), in one decoder call; return the filtered masks of
+        each crop of the batch, by crop index, in point order."""
         device = self.predictor.device
         points = torch.as_tensor(points, dtype=torch.float32, device=device)
+        image_ids = image_ids.to(device)
         labels = torch.ones((len(points), 1), dtype=torch.int32, device=device)
         masks, iou, low_res = self.predictor.predict_torch(
-            points[:, None], labels, multimask_output=self.multimask_output, return_logits=True
+            points[:, None], labels, multimask_output=self.multimask_output, return_logits=True, img_idx=image_ids
         )
-        per_point = masks.shape[1]
-        data = {
-            "masks": masks.flatten(0, 1),
-            "iou_preds": iou.flatten(0, 1),
-            "points": points.repeat_interleave(per_point, dim=0),
-        }
+        per_point = iou.shape[1]
+        points = points.repeat_interleave(per_point, dim=0)
+        image_ids = image_ids.repeat_interleave(per_point)
+        iou = iou.flatten(0, 1)
+        masks = [m.flatten(0, 1) for m in masks]
         if self.use_m2m:  # one refinement step with each mask's own low-res logits as mask prompt
-            data["masks"], data["iou_preds"] = self._refine_with_m2m(data["points"], low_res.flatten(0, 1))
+            masks, iou = self._refine_with_m2m(points, low_res.flatten(0, 1), image_ids)
+        batch: Dict[int, Dict[str, Any]] = {}
+        for crop in image_ids.unique().tolist():
+            rows = image_ids == crop
+            data = {"masks": masks[crop], "iou_preds": iou[rows], "points": points[rows]}
+            batch[crop] = self._filter_masks(data, crop_boxes[crop], image_hw)
+        return batch
+
+    def _filter_masks(self, data: Dict[str, Any], crop_box: List[int], image_hw: Tuple[int, int]) -> Dict[str, Any]:
+        """Masks of one crop kept by the IoU and stability thresholds and not cut by the crop's
+        edge, as RLEs of the whole image, with their boxes (crop pixels) and scores, on the CPU."""
         if self.pred_iou_thresh > 0.0:
             data = _select(data, data["iou_preds"] > self.pred_iou_thresh)
         data["stability_score"] = stability_scores(data["masks"], self.mask_threshold, self.stability_score_offset)
@@ -199,18 +234,26 @@ class SAM2AutomaticMaskGenerator:
         data["rles"] = mask_to_rle(masks)
         return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in data.items()}
 
-    def _points_per_call(self, crop_hw, num_points: int) -> int:
+    def _points_per_call(self, crop_pixels: int, num_points: int) -> int:
         """``points_per_batch``, or on the fast path as many points as half the free device memory
-        holds (decoder activations plus the full-size logits of every mask of a point)."""
+        holds (decoder activations plus the full-size logits of every mask of a point), with every
+        point costed at ``crop_pixels``, the area of the largest crop."""
         if not self.fast_path:
             return self.points_per_batch
         masks_per_point = 3 if self.multimask_output else 1
-        decoder_bytes = 16 * 2**20  # image-token activations of one prompt in the two-way transformer
-        logits_bytes = masks_per_point * crop_hw[0] * crop_hw[1] * 4 * 3  # logits, threshold, padding
+        prompts_per_point = masks_per_point if self.use_m2m else 1  # m2m decodes every mask again
+        decoder_bytes = prompts_per_point * 16 * 2**20  # image-token activations of a prompt in the transformer
+        logits_bytes = masks_per_point * crop_pixels * 4 * 3  # logits, threshold, padding
         fits = int(0.5 * _free_memory(self.predictor.device) // (decoder_bytes + logits_bytes))
         return max(self.points_per_batch, min(num_points, fits))
 
-    def _refine_with_m2m(self, points: torch.Tensor, low_res: torch.Tensor):
+    def _refine_with_m2m(
+        self, points: torch.Tensor, low_res: torch.Tensor, image_ids: torch.Tensor
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """Decode each of M masks again from its point and its own Mx256x256 low-res logits, on its
+        image (``image_ids``, M), in calls of ``points_per_batch`` masks (all at once on the fast
+        path): the refined full-size logits per image set, as :meth:`predict_torch` with image
+        indices returns them, and the M IoUs."""
         masks, ious = [], []
         labels = torch.ones((len(points), 1), dtype=torch.int32, device=points.device)
         step = self.points_per_batch if not self.fast_path else len(points)
@@ -218,11 +261,11 @@ class SAM2AutomaticMaskGenerator:
             batch = slice(i, i + step)
             m, iou, _ = self.predictor.predict_torch(
                 points[batch, None], labels[batch], mask_input=low_res[batch, None],
-                multimask_output=False, return_logits=True,
+                multimask_output=False, return_logits=True, img_idx=image_ids[batch],
             )
-            masks.append(m[:, 0])
+            masks.append([per_image[:, 0] for per_image in m])
             ious.append(iou[:, 0])
-        return torch.cat(masks), torch.cat(ious)
+        return [torch.cat(per_image) for per_image in zip(*masks)], torch.cat(ious)
 
 
 def _free_memory(device: torch.device) -> int:

@@ -2,6 +2,8 @@
 thresholds lowered so random weights yield masks, with and without crop layers, with use_m2m.
 Same masks in the same order, scores within 1e-4."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -111,29 +113,75 @@ def test_records_work_with_supervision_from_sam(image):
     np.testing.assert_array_equal(detections.mask[0], largest["segmentation"])
 
 
-@pytest.mark.parametrize("use_m2m", [False, True], ids=["plain", "m2m"])
-def test_fast_path_changes_only_the_batching(image, use_m2m, monkeypatch):
-    """The CUDA fast path (all points of a crop in as few decoder calls as memory allows) gives the
-    same records as points_per_batch batching, up to the float rounding of larger batched matrix
-    products (a pixel at the decision boundary may flip); forced on here, on CPU."""
+# Fast path against the normal path: settings, the free memory the fast path sees ("plenty": all
+# points in one decoder call; "none": points_per_batch points per call, so calls span crops) and
+# whether masks at inner crop edges are kept (random weights give masks that fill a crop, which
+# edge removal drops: only whole-image masks would be compared).
+FAST_PATH_CASES = {
+    "whole image": (dict(points_per_side=5), "plenty", False),
+    "whole image, m2m": (dict(points_per_side=5, use_m2m=True), "plenty", False),
+    "crop layer": (dict(points_per_side=3, crop_n_layers=1, crop_nms_thresh=1.0), "plenty", False),
+    "crop layer, edge masks kept, m2m": (
+        dict(points_per_side=3, crop_n_layers=1, use_m2m=True, crop_nms_thresh=1.0), "plenty", True,
+    ),
+    "crop layer, edge masks kept, calls span crops": (dict(points_per_side=3, crop_n_layers=1), "none", True),
+}
+FREE_MEMORY = {"plenty": 2**50, "none": 0}
+
+
+@pytest.fixture(scope="module")
+def small_model() -> segmenter.SAM2Model:
     import dataclasses
 
     config = dataclasses.replace(segmenter.resolve_config("sam2.1_hiera_tiny"), image_size=256)
     model = segmenter.build_model(config).eval()
     model.load_state_dict(segmenter.random_state_dict(config, seed=2))
-    settings = {**LOW_THRESHOLDS, "points_per_side": 5, "points_per_batch": 4, "box_nms_thresh": 1.0, "use_m2m": use_m2m}
-    slow = segmenter.SAM2AutomaticMaskGenerator(model, fast_path=False, **settings)
-    fast = segmenter.SAM2AutomaticMaskGenerator(model, fast_path=True, **settings)
-    calls = {"slow": 0, "fast": 0}
-    decoder = model.sam_mask_decoder
-    original = decoder.forward
-    for name, generator in (("slow", slow), ("fast", fast)):
-        monkeypatch.setattr(decoder, "forward", lambda *a, _n=name, **k: calls.__setitem__(_n, calls[_n] + 1) or original(*a, **k))
-        records = generator.generate(image)
-        if name == "slow":
-            reference = records
-    assert calls["fast"] == (2 if use_m2m else 1) and calls["slow"] > calls["fast"]
-    assert len(records) == len(reference) >= 3
-    for a, b in zip(records, reference):
-        assert (a["segmentation"] != b["segmentation"]).mean() < 1e-3
+    return model
+
+
+@pytest.mark.parametrize("case", list(FAST_PATH_CASES), ids=str)
+def test_fast_path_changes_only_the_batching(small_model, image, case, monkeypatch):
+    """The CUDA fast path (all crops encoded in one pass, the points of all crops decoded together
+    in as few decoder calls as memory allows) gives the records of crop-by-crop encoding and
+    points_per_batch batching, in the same order, up to the float rounding of larger batched
+    matrix products (a pixel at the decision boundary may flip); forced on here, on CPU."""
+    import segmenter.automatic_mask_generator as amg
+
+    kwargs, memory, keep_edge_masks = FAST_PATH_CASES[case]
+    settings = {**LOW_THRESHOLDS, "points_per_batch": 4, "box_nms_thresh": 1.0, **kwargs}
+    monkeypatch.setattr(amg, "_free_memory", lambda device: FREE_MEMORY[memory])
+    if keep_edge_masks:
+        monkeypatch.setattr(amg, "box_near_crop_edge", lambda boxes, *_: torch.zeros(len(boxes), dtype=torch.bool))
+    calls = {}
+
+    def counting(name, method):
+        def counted(*args, **kw):
+            calls[name] += 1
+            return method(*args, **kw)
+
+        return counted
+
+    monkeypatch.setattr(small_model.sam_mask_decoder, "forward", counting("decoder", small_model.sam_mask_decoder.forward))
+    monkeypatch.setattr(small_model, "encode_images", counting("encoder", small_model.encode_images))
+    records, counts = {}, {}
+    for fast_path in (False, True):
+        calls.update(decoder=0, encoder=0)
+        generator = segmenter.SAM2AutomaticMaskGenerator(small_model, fast_path=fast_path, **settings)
+        records[fast_path] = generator.generate(image)
+        counts[fast_path] = dict(calls)
+
+    num_crops = 5 if settings.get("crop_n_layers") else 1
+    num_points = num_crops * settings["points_per_side"] ** 2
+    points_per_call = num_points if memory == "plenty" else settings["points_per_batch"]
+    decodes_per_call = 2 if settings.get("use_m2m") else 1
+    assert counts[True] == dict(decoder=math.ceil(num_points / points_per_call) * decodes_per_call, encoder=1)
+    assert counts[False]["encoder"] == num_crops and counts[False]["decoder"] > counts[True]["decoder"]
+    fast, slow = records[True], records[False]
+    assert len(fast) == len(slow) >= 3
+    if keep_edge_masks:
+        assert len({tuple(r["crop_box"]) for r in slow}) > 1, "only whole-image masks: crops not compared"
+    for i, (a, b) in enumerate(zip(fast, slow)):
+        assert a["crop_box"] == b["crop_box"] and a["point_coords"][0] == pytest.approx(b["point_coords"][0]), f"mask {i}"
+        assert (a["segmentation"] != b["segmentation"]).mean() < 1e-3, f"mask {i}"
         assert a["predicted_iou"] == pytest.approx(b["predicted_iou"], abs=1e-4)
+        assert a["stability_score"] == pytest.approx(b["stability_score"], abs=1e-3)
