@@ -55,7 +55,9 @@ def build_model(config: SAM2Config, apply_postprocessing: bool = True) -> SAM2Mo
         image_size=config.image_size,
         mem_dim=MEM_DIM,
         no_obj_embed_spatial=config.no_obj_embed_spatial,
+        add_tpos_enc_to_obj_ptrs=config.add_tpos_enc_to_obj_ptrs,
         proj_tpos_enc_in_obj_ptrs=config.proj_tpos_enc_in_obj_ptrs,
+        use_signed_tpos_enc_to_obj_ptrs=config.use_signed_tpos_enc_to_obj_ptrs,
     )
 
 

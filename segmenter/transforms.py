@@ -52,17 +52,22 @@ def transform_coords(coords: torch.Tensor, orig_hw: Tuple[int, int], resolution:
 
 
 def remove_small_regions(
-    logits: torch.Tensor, threshold: float, max_hole_area: float, max_sprinkle_area: float
+    logits: torch.Tensor,
+    threshold: float,
+    max_hole_area: float,
+    max_sprinkle_area: float,
+    hole_value: float = 10.0,
 ) -> torch.Tensor:
-    """Fill background components of at most ``max_hole_area`` pixels (set to threshold + 10)
-    and erase foreground components of at most ``max_sprinkle_area`` pixels (threshold - 10), in
-    each ...xHxW logit map, with 8-connectivity, as Meta's ``SAM2Transforms.postprocess_masks``."""
+    """Fill background components of at most ``max_hole_area`` pixels (set to threshold +
+    ``hole_value``) and erase foreground components of at most ``max_sprinkle_area`` pixels
+    (threshold - 10), in each ...xHxW logit map, with 8-connectivity. The defaults are Meta's
+    ``SAM2Transforms.postprocess_masks``; its video predictor fills holes with 0.1."""
     flat = logits.detach().float().reshape(-1, *logits.shape[-2:]).cpu().numpy()
     out = flat.copy()
     for i, mask in enumerate(flat):
         if max_hole_area > 0:
             small = _small_components(mask <= threshold, max_hole_area)
-            out[i][small] = threshold + 10.0
+            out[i][small] = threshold + hole_value
         if max_sprinkle_area > 0:
             small = _small_components(mask > threshold, max_sprinkle_area)
             out[i][small] = threshold - 10.0

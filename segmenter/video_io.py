@@ -54,8 +54,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .transforms import IMAGENET_MEAN, IMAGENET_STD
+
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CACHED_FRAMES = 4  # model inputs kept by VideoFrames
 MAX_READ_AHEAD = 32  # VideoFrames.original on video files: frames read forward rather than seeking

@@ -73,3 +73,38 @@ def build_meta_model(variant: str, state_dict):
     model = sam2.build_sam.build_sam2(meta_config_name(variant), ckpt_path=None, device="cpu", apply_postprocessing=True)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
+
+
+def build_meta_video_predictor(variant: str, state_dict, image_size: int = 1024):
+    """Meta's SAM2VideoPredictor for ``variant`` on CPU, float32, at ``image_size``, with
+    ``state_dict`` loaded strictly.
+
+    Meta stores memory features in bfloat16 and relies on CUDA autocast to mix them with
+    float32; on the CPU its next frame would fail ("mat1 and mat2 must have the same dtype"). The
+    stored, bfloat16-rounded memories are therefore handed back as float32 (the values ours
+    uses on the CPU too). Meta's hole filling needs its CUDA extension: on the CPU it warns and
+    skips the step, so compare with ``fill_hole_area=0``."""
+    sam2 = import_meta_sam2()
+    import sam2.build_sam
+
+    predictor = sam2.build_sam.build_sam2_video_predictor(
+        meta_config_name(variant), ckpt_path=None, device="cpu",
+        hydra_overrides_extra=[f"++model.image_size={image_size}"],
+    )
+    predictor.load_state_dict(state_dict, strict=True)
+    predictor.eval()
+    run_frame, run_memory_encoder = predictor._run_single_frame_inference, predictor._run_memory_encoder
+
+    def single_frame_inference(*args, **kwargs):
+        out, masks = run_frame(*args, **kwargs)
+        if out["maskmem_features"] is not None:
+            out["maskmem_features"] = out["maskmem_features"].float()
+        return out, masks
+
+    def memory_encoder(*args, **kwargs):
+        features, pos_enc = run_memory_encoder(*args, **kwargs)
+        return features.float(), pos_enc
+
+    predictor._run_single_frame_inference = single_frame_inference
+    predictor._run_memory_encoder = memory_encoder
+    return predictor

@@ -91,3 +91,12 @@ def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     cos, sin = angles.cos(), angles.sin()
     out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
     return out.flatten(-2).to(dtype)
+
+
+def sine_encoding_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Transformer sine/cosine encoding of N scalar positions: N -> Nx``dim`` (sines, then cosines)."""
+    half = dim // 2
+    dim_t = torch.arange(half, dtype=torch.float32, device=positions.device)
+    dim_t = temperature ** (2 * (dim_t // 2) / half)
+    angles = positions.unsqueeze(-1) / dim_t
+    return torch.cat((angles.sin(), angles.cos()), dim=-1)

@@ -31,7 +31,9 @@ class SAM2Model(nn.Module):
         num_maskmem: int = 7,
         mem_dim: int = 64,
         no_obj_embed_spatial: bool = False,
+        add_tpos_enc_to_obj_ptrs: bool = False,
         proj_tpos_enc_in_obj_ptrs: bool = False,
+        use_signed_tpos_enc_to_obj_ptrs: bool = False,
     ) -> None:
         super().__init__()
         hidden_dim = image_encoder.neck.d_model
@@ -42,7 +44,12 @@ class SAM2Model(nn.Module):
         self.memory_attention = memory_attention
         self.memory_encoder = memory_encoder
 
-        # Video-path parameters (used by the video predictor).
+        # Video path (see segmenter.tracking): settings that differ between SAM 2 and SAM 2.1...
+        self.num_maskmem = num_maskmem
+        self.mem_dim = mem_dim
+        self.add_tpos_enc_to_obj_ptrs = add_tpos_enc_to_obj_ptrs
+        self.use_signed_tpos_enc_to_obj_ptrs = use_signed_tpos_enc_to_obj_ptrs
+        # ...and its parameters.
         self.maskmem_tpos_enc = nn.Parameter(torch.zeros(num_maskmem, 1, 1, mem_dim))
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, hidden_dim))
         self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, hidden_dim))
