@@ -46,6 +46,22 @@ def _add_segmentation_options(parser: argparse.ArgumentParser, boxes: bool = Tru
         parser.add_argument("--tighten-boxes", action="store_true", help="replace boxes by their masks' bounding boxes")
 
 
+def _add_grounding_options(parser: argparse.ArgumentParser) -> None:
+    """The text-grounded commands' ontology, output format, Florence-2 and box filters."""
+    parser.add_argument("--ontology", required=True,
+                        help="{prompt: class} as a YAML/JSON file, a JSON string, or a shipped name (coco80, example)")
+    parser.add_argument("--format", choices=["yolo", "yolo-det", "coco"], default="yolo",
+                        help="yolo: segmentation polygons; yolo-det: boxes; coco: instance masks (default: yolo)")
+    parser.add_argument("--florence", default="florence-community/Florence-2-large", help="Florence-2 hub id or directory")
+    parser.add_argument("--strategy", choices=["phrase_grounding", "open_vocabulary"], default="phrase_grounding",
+                        help="one caption with all prompts per image, or one request per prompt")
+    parser.add_argument("--min-confidence", type=float, default=0.0, help="minimum grounding confidence of a box")
+    parser.add_argument("--nms-threshold", type=float, default=0.7, help="box NMS IoU threshold; 1 disables")
+    parser.add_argument("--class-agnostic-nms", action="store_true", help="NMS across classes")
+    parser.add_argument("--min-box-area", type=float, default=0.0, help="minimum box area in pixels")
+    parser.add_argument("--num-beams", type=int, default=1, help="Florence-2 beam search width (1: greedy)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grounded-sam2", description="Label images with Florence-2 boxes and SAM 2 masks from a text ontology."
@@ -58,19 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     label.add_argument("images", type=Path, help="folder of images (searched recursively) or one image file")
     label.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder (not inside IMAGES)")
-    label.add_argument("--ontology", required=True,
-                       help="{prompt: class} as a YAML/JSON file, a JSON string, or a shipped name (coco80, example)")
-    label.add_argument("--format", choices=["yolo", "yolo-det", "coco"], default="yolo",
-                       help="yolo: segmentation polygons; yolo-det: boxes; coco: instance masks (default: yolo)")
-    label.add_argument("--florence", default="florence-community/Florence-2-large", help="Florence-2 hub id or directory")
+    _add_grounding_options(label)
     _add_segmentation_options(label)
-    label.add_argument("--strategy", choices=["phrase_grounding", "open_vocabulary"], default="phrase_grounding",
-                       help="one caption with all prompts per image, or one request per prompt")
-    label.add_argument("--min-confidence", type=float, default=0.0, help="minimum grounding confidence of a box")
-    label.add_argument("--nms-threshold", type=float, default=0.7, help="box NMS IoU threshold; 1 disables")
-    label.add_argument("--class-agnostic-nms", action="store_true", help="NMS across classes")
-    label.add_argument("--min-box-area", type=float, default=0.0, help="minimum box area in pixels")
-    label.add_argument("--num-beams", type=int, default=1, help="Florence-2 beam search width (1: greedy)")
     label.add_argument("--split", type=_split, default=(0.8, 0.2, 0.0), help="train,valid[,test] fractions (default 0.8,0.2)")
     label.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
 
@@ -107,6 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     everything.add_argument("--use-m2m", action="store_true", help="one refinement step with each mask as prompt")
     _add_segmentation_options(everything, boxes=False)
 
+    video = commands.add_parser(
+        "label-video",
+        help="track the ontology's objects through a video into a frame dataset with track ids",
+        description="Florence-2 finds the objects on frame 0 and every K-th frame; SAM 2 tracks them in between. "
+                    "Writes every frame with its labels (train/), video.json (COCO with video, frame and track ids) "
+                    "and, with --annotated-video, annotated.mp4. Running the same command again after an "
+                    "interruption tracks from the start and writes only the missing frames. "
+                    "Exit codes: 0 done, 2 error, 130 interrupted.",
+    )
+    video.add_argument("video", type=Path, help="video file (mp4, avi, mov, mkv...) or folder of numbered frames (00000.jpg...)")
+    video.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder")
+    _add_grounding_options(video)
+    _add_segmentation_options(video, boxes=False)
+    video.add_argument("--every", type=int, default=15, help="ground every K frames to find new objects (default 15)")
+    video.add_argument("--match-iou", type=float, default=0.5,
+                       help="box-to-track IoU that confirms a track on a keyframe (default 0.5)")
+    video.add_argument("--max-missed", type=int, default=1,
+                       help="keyframes in a row a track may go without a box before it ends (default 1)")
+    video.add_argument("--annotated-video", action="store_true", help="also write annotated.mp4")
+    video.add_argument("--no-video-json", action="store_true", help="do not write video.json")
+
     tiny = commands.add_parser(
         "make-tiny-models",
         help="write a tiny random Florence-2 (DIR/florence2) and SAM 2 checkpoint (DIR/sam2.pt) for offline smoke runs",
@@ -129,8 +155,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run(args) -> int:
-    """label or segment-boxes, with errors as messages and exit codes."""
-    from segmenter import CheckpointError, ConfigError
+    """A dataset command, with errors as messages and exit codes."""
+    from segmenter import CheckpointError, ConfigError, VideoError
 
     from .datasets.box_sources import BoxDatasetError
     from .datasets.writer import DatasetError
@@ -138,13 +164,14 @@ def _run(args) -> int:
     from .ontology import OntologyError
 
     try:
-        run = {"label": _label, "segment-boxes": _segment_boxes, "segment-everything": _segment_everything}[args.command]
+        run = {"label": _label, "segment-boxes": _segment_boxes, "segment-everything": _segment_everything,
+               "label-video": _label_video}[args.command]
         summary = run(args)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (OntologyError, GroundingModelError, CheckpointError, ConfigError, DatasetError, BoxDatasetError,
-            FileNotFoundError, ValueError, RuntimeError) as e:
+            VideoError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     print(summary)
@@ -177,26 +204,43 @@ def _segment_everything(args):
     )
 
 
-def _label(args):
+def _grounded_model(args, source: Path):
+    """GroundedSAM2 from the grounding options, after the inputs are checked (before any model loads)."""
     from .labeling import check_output_folder
     from .model import GroundedSAM2
     from .ontology import Ontology
 
-    ontology = Ontology.load(args.ontology)  # all input checks come before any model loads
-    if not args.images.exists():
-        raise FileNotFoundError(f"input not found: {args.images}")
-    check_output_folder(args.images, args.output)
-    model = GroundedSAM2(
+    ontology = Ontology.load(args.ontology)
+    if not source.exists():
+        raise FileNotFoundError(f"input not found: {source}")
+    check_output_folder(source, args.output)
+    return GroundedSAM2(
         ontology, florence=args.florence, sam2=args.sam2, device=args.device, strategy=args.strategy,
         min_confidence=args.min_confidence, nms_threshold=None if args.nms_threshold >= 1 else args.nms_threshold,
         class_agnostic_nms=args.class_agnostic_nms, min_box_area=args.min_box_area,
-        tighten_boxes=args.tighten_boxes, num_beams=args.num_beams,
+        tighten_boxes=getattr(args, "tighten_boxes", False), num_beams=args.num_beams,
     )
+
+
+def _label(args):
+    model = _grounded_model(args, args.images)
     return model.label(
         args.images if args.images.is_dir() else [args.images], output_folder=args.output, format=args.format,
         split=args.split, seed=args.seed, coco_mask_format=args.coco_masks, batch_size=args.batch_size,
         progress=not args.no_progress,
     )
+
+
+def _label_video(args):
+    from .video_labeling import label_video
+
+    model = _grounded_model(args, args.video)
+    return label_video(
+        model, args.video, args.output, format=args.format, every=args.every, match_iou=args.match_iou,
+        max_missed_keyframes=args.max_missed, coco_mask_format=args.coco_masks,
+        video_json=not args.no_video_json, annotated_video=args.annotated_video, progress=not args.no_progress,
+    )
+
 
 if __name__ == "__main__":
     sys.exit(main())

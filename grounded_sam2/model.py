@@ -120,12 +120,16 @@ class GroundedSAM2(DetectionBaseModel):
     def predict_batch(self, inputs: Sequence[ImageInput], rgb: bool = False) -> List[sv.Detections]:
         """:meth:`predict` for several images: grounded together, encoded in one SAM 2 pass."""
         images = [to_rgb_uint8(image, rgb) for image in inputs]
-        grounded = self.grounder.ground(images, self._ontology.prompts)
-        requests = [
+        return self.segmenter.segment(images, self.ground(images))
+
+    def ground(self, images: Sequence[np.ndarray]) -> List[List[BoxRequest]]:
+        """The filtered Florence-2 boxes of RGB uint8 images, one list per image (the first stage
+        of :meth:`predict_batch`, also used to start and re-check video tracks)."""
+        grounded = self.grounder.ground(list(images), self._ontology.prompts)
+        return [
             [BoxRequest(b.xyxy, self._ontology.class_id(b.prompt), b.confidence, b.prompt) for b in self._filter(boxes)]
             for boxes in grounded
         ]
-        return self.segmenter.segment(images, requests)
 
     def segment_boxes(
         self, images: Sequence[ImageInput], boxes: Sequence[np.ndarray], class_ids: Sequence[np.ndarray], rgb: bool = False

@@ -288,7 +288,8 @@ class VideoFrames(collections.abc.Sequence):
     frames[i]: 3xSxS float32 model input of frame i (S = image_size), normalised like Meta, on
     `device`; a cached tensor, not to be modified in place; i may be negative, as for lists.
     frames.original(i): HxWx3 uint8 RGB frame i at the original resolution (video_height x
-    video_width), a new array. names[i]: frame i's file stem for folders, f"{i:05d}" otherwise.
+    video_width), a new array. names[i]: frame i's file stem for folders, f"{i:05d}" otherwise;
+    paths[i]: frame i's file for folders, else None.
     fps: the frame rate cv2 reports for video files, else None.
     """
 
@@ -300,6 +301,7 @@ class VideoFrames(collections.abc.Sequence):
         self.video_width: int = source.width
         self.names: List[str] = source.names
         self.fps: Optional[float] = source.fps
+        self.paths: List[Optional[Path]] = list(getattr(source, "paths", [None] * len(source.names)))
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device)[:, None, None]
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device)[:, None, None]
         self._cache: "collections.OrderedDict[int, torch.Tensor]" = collections.OrderedDict()

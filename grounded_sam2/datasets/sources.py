@@ -3,16 +3,17 @@
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
 class SourceImage:
-    """An input image and its output name (no extension), unique within a dataset."""
+    """An input image and its output name (no extension), unique within a dataset. ``path`` is
+    None for pixels without a file of their own (frames decoded from a video)."""
 
-    path: Path
+    path: Optional[Path]
     name: str
 
 

@@ -4,7 +4,8 @@ Layout (``OUT/``)::
 
     manifest.json                 the run's settings; a resume must match them
     data.yaml                     YOLO formats: path, train, val (, test), names, nc
-    train|valid|test/images/      the images (original bytes; EXIF-rotated ones re-encoded as PNG)
+    train|valid|test/images/      the images (original bytes; EXIF-rotated ones re-encoded as PNG,
+                                  video frames without a file as JPEG)
     train|valid|test/labels/      YOLO: one .txt per image (empty: no object)
     train|valid|test/_annotations.coco.json   COCO: assembled from .work/ by finalize()
     .work/                        COCO: one JSON per finished image
@@ -160,21 +161,27 @@ class DatasetWriter:
         atomic_write(self._marker(image.name), "".join(f"{r}\n" for r in rows).encode())
         return len(rows)
 
+    def image_file(self, image: SourceImage) -> str:
+        """Where ``image`` is (or will be) stored, relative to the output folder."""
+        return f"{self.split_of(image.name)}/images/{image.name}{_storage(image)[0]}"
+
     def _write_image(self, image: SourceImage, rgb: np.ndarray, folder: Path) -> str:
         """Copy the original file, or re-encode as PNG where the pixels differ from the stored
-        ones (EXIF rotation) so that every loader sees what was labeled. Returns the file name."""
-        if _needs_reencoding(image.path):
-            import cv2
-
-            ok, data = cv2.imencode(".png", rgb[:, :, ::-1])
-            if not ok:
-                raise DatasetError(f"could not encode {image.path} as PNG")
-            file_name = f"{image.name}.png"
-            atomic_write(folder / file_name, data.tobytes())
-        else:
-            file_name = f"{image.name}{image.path.suffix.lower()}"
+        ones (EXIF rotation) so that every loader sees what was labeled; images without a file
+        (frames decoded from a video) are encoded as JPEG, quality 95. Returns the file name."""
+        suffix, copy = _storage(image)
+        file_name = f"{image.name}{suffix}"
+        if copy:
             with atomic_path(folder / file_name) as tmp:
                 shutil.copyfile(image.path, tmp)
+            return file_name
+        import cv2
+
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix == ".jpg" else []
+        ok, data = cv2.imencode(suffix, rgb[:, :, ::-1], params)
+        if not ok:
+            raise DatasetError(f"could not encode {image.path or image.name} as {suffix}")
+        atomic_write(folder / file_name, data.tobytes())
         return file_name
 
     # --- finishing -----------------------------------------------------------------------------
@@ -247,6 +254,16 @@ def _write_coco_split(path: Path, record_files: List[Path], categories: List[dic
                 counts[classes[a["category_id"] - 1]] += 1
         f.write("]}")
     return counts
+
+
+def _storage(image: SourceImage) -> Tuple[str, bool]:
+    """(extension, copy the file?) of a stored image: the original file, a PNG re-encoding of
+    an EXIF-rotated one, or a JPEG of pixels without a file."""
+    if image.path is None:
+        return ".jpg", False
+    if _needs_reencoding(image.path):
+        return ".png", False
+    return image.path.suffix.lower(), True
 
 
 def _needs_reencoding(path: Path) -> bool:
