@@ -162,3 +162,145 @@ def test_matching_needs_the_same_class_and_enough_overlap(model, keyframe_5, exp
 def test_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrackingSettings(**kwargs)
+
+
+# -- outputs, with the real SAM 2 video predictor ------------------------------------------------
+
+KEYFRAME_ANSWERS = [answer(true_boxes(k)) for k in (0, 5, 10)]
+
+
+@pytest.fixture(scope="module")
+def present_sam2():
+    """SAM 2.1 tiny at a 128 input whose object-score head is biased to 'present', so that random
+    weights give non-empty masks to track and write."""
+    config = dataclasses.replace(segmenter.resolve_config("sam2.1_hiera_tiny"), image_size=128)
+    state_dict = segmenter.random_state_dict(config, seed=3)
+    state_dict["sam_mask_decoder.pred_obj_score_head.layers.2.bias"] += 2.0
+    model = segmenter.build_model(config).eval()
+    model.load_state_dict(state_dict)
+    return model
+
+
+def labeled(tiny_florence, sam2, output, **kwargs):
+    model = GroundedSAM2({"dog": "dog", "cat": "cat"}, florence=str(tiny_florence), sam2=sam2, device="cpu")
+    return label_video(scripted(model, KEYFRAME_ANSWERS), scene(), output, every=5, progress=False, **kwargs)
+
+
+def files(folder: Path) -> dict:
+    """Every file's bytes by relative path (data.yaml without its absolute ``path:`` line)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            data = p.read_bytes()
+            if p.name == "data.yaml":
+                data = b"\n".join(line for line in data.splitlines() if not line.startswith(b"path:"))
+            out[str(p.relative_to(folder))] = data
+    return out
+
+
+def test_label_video_writes_frames_video_json_and_mp4(tiny_florence, present_sam2, tmp_path):
+    out = tmp_path / "out"
+    summary = labeled(tiny_florence, present_sam2, out, format="coco", annotated_video=True)
+    # random SAM 2 weights: masks do not follow the boxes, so re-grounding may start extra tracks
+    assert (summary.frames, summary.labeled, summary.already_done) == (NUM_FRAMES, NUM_FRAMES, 0)
+    assert summary.tracks >= 2
+    assert sorted(p.name for p in (out / "train" / "images").iterdir()) == [f"video_{t:05d}.jpg" for t in range(NUM_FRAMES)]
+
+    video = json.loads((out / "video.json").read_text())
+    assert video["videos"] == [{"id": 1, "name": "video", "width": W, "height": H, "length": NUM_FRAMES, "fps": None}]
+    assert [i["frame_index"] for i in video["images"]] == list(range(NUM_FRAMES))
+    annotations = video["annotations"]
+    track_class = {t["id"]: t["category_id"] for t in video["tracks"]}
+    assert annotations and sorted(track_class) == sorted({a["track_id"] for a in annotations})
+    assert set(track_class.values()) == {1, 2}  # dogs and cats
+    assert all(a["category_id"] == track_class[a["track_id"]] for a in annotations)
+    # the frame dataset holds the same masks
+    coco = json.loads((out / "train" / "_annotations.coco.json").read_text())
+    by_file = {i["file_name"]: i["id"] for i in coco["images"]}
+    coco_masks = {(by_file[i["file_name"].split("/")[-1]], a["category_id"], json.dumps(a["segmentation"]))
+                  for i in video["images"] for a in annotations if a["image_id"] == i["id"]}
+    assert coco_masks == {(a["image_id"], a["category_id"], json.dumps(a["segmentation"])) for a in coco["annotations"]}
+
+    capture = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == NUM_FRAMES
+    ok, frame = capture.read()
+    assert ok and frame.shape == (H, W, 3)
+    assert not (out / ".annotated.partial.mp4").exists()
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_output(tiny_florence, present_sam2, tmp_path, monkeypatch):
+    labeled(tiny_florence, present_sam2, tmp_path / "whole", format="yolo", annotated_video=True)
+    from grounded_sam2.datasets.writer import DatasetWriter
+
+    write, calls = DatasetWriter.write, []
+
+    def interrupted(self, *args):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return write(self, *args)
+
+    monkeypatch.setattr(DatasetWriter, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        labeled(tiny_florence, present_sam2, tmp_path / "cut", format="yolo", annotated_video=True)
+    assert not (tmp_path / "cut" / "annotated.mp4").exists() and not list((tmp_path / "cut").glob(".annotated*"))
+    monkeypatch.setattr(DatasetWriter, "write", write)
+    summary = labeled(tiny_florence, present_sam2, tmp_path / "cut", format="yolo", annotated_video=True)
+    assert (summary.labeled, summary.already_done) == (NUM_FRAMES - 5, 5)
+    whole, resumed = files(tmp_path / "whole"), files(tmp_path / "cut")
+    mp4 = "annotated.mp4"
+    assert {k: v for k, v in resumed.items() if k != mp4} == {k: v for k, v in whole.items() if k != mp4}
+    assert len(resumed[mp4]) > 0
+
+
+# -- the command --------------------------------------------------------------------------------
+
+CLI = [sys.executable, str(ROOT / "tests" / "run_cli.py")]
+CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def cli(*args):
+    return subprocess.run([*CLI, *map(str, args)], cwd=ROOT, env=CLI_ENV, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    return make_tiny_models(tmp_path_factory.mktemp("tiny"))
+
+
+def write_video(path: Path, frames) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(frame[:, :, ::-1])
+    writer.release()
+    return path
+
+
+def test_cli_label_video(tiny_models, tmp_path):
+    florence, sam2 = tiny_models
+    video = write_video(tmp_path / "clip.avi", scene(3))
+    result = cli("label-video", video, "-o", tmp_path / "out", "--ontology", "example", "--florence", florence,
+                 "--sam2", sam2, "--device", "cpu", "--every", "2", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "frames: 3 tracked, 3 written now" in result.stdout
+    assert (tmp_path / "out" / "data.yaml").is_file() and (tmp_path / "out" / "video.json").is_file()
+    assert len(list((tmp_path / "out" / "train" / "labels").iterdir())) == 3
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda d: d / "missing.mp4", "input not found"),
+        (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", "empty.mp4"),
+        (lambda d: [cv2.imwrite(str(d / f"{i:05d}.jpg"), np.zeros((8, 8, 3), np.uint8)) for i in (0, 1, 3)] and d,
+         "frame 2 is missing"),
+    ],
+    ids=["missing", "empty video", "gap in frames"],
+)
+def test_cli_label_video_bad_input(tiny_models, tmp_path, make_input, message):
+    florence, sam2 = tiny_models
+    source = tmp_path / "in"
+    source.mkdir()
+    result = cli("label-video", make_input(source), "-o", tmp_path / "out", "--ontology", "example",
+                 "--florence", florence, "--sam2", sam2, "--device", "cpu", "--no-progress")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
