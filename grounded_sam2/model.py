@@ -10,7 +10,7 @@ and ``data["sam_iou"]``.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import supervision as sv
@@ -28,6 +28,8 @@ from .segmentation import BoxRequest, BoxSegmenter, given_box_requests
 
 if TYPE_CHECKING:
     from .labeling import LabelSummary
+    from .video import TrackedFrame
+    from .video_labeling import VideoLabelSummary
 
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
 ImageInput = Union[str, Path, np.ndarray, Image.Image]
@@ -176,6 +178,25 @@ class GroundedSAM2(DetectionBaseModel):
             predict=lambda arrays, _: self.predict_batch(arrays, rgb=True),
             batch_size=batch_size, progress=progress,
         )
+
+    def track_video(self, video: Union[str, Path, Sequence[np.ndarray]], every: int = 15, match_iou: float = 0.5,
+                    max_missed_keyframes: int = 1) -> "Iterator[TrackedFrame]":
+        """Track the ontology's objects through a video (file, folder of numbered frames, or
+        list of RGB arrays): Florence-2 on every ``every``-th frame, SAM 2 in between. Yields
+        one :class:`grounded_sam2.video.TrackedFrame` per frame, in order, whose ``detections``
+        carry ``tracker_id``. See :mod:`grounded_sam2.video` for how tracks start and end."""
+        from .video import TrackingSettings, VideoTracker
+
+        settings = TrackingSettings(every, match_iou, max_missed_keyframes)
+        return VideoTracker(self, video, settings).frames()
+
+    def label_video(self, video: Union[str, Path, Sequence[np.ndarray]], output_folder: Union[str, Path],
+                    **kwargs) -> "VideoLabelSummary":
+        """Label every frame of a video into a dataset with track ids (and optionally an
+        annotated MP4); keyword arguments as :func:`grounded_sam2.video_labeling.label_video`."""
+        from .video_labeling import label_video
+
+        return label_video(self, video, output_folder, **kwargs)
 
     def _filter(self, boxes: List[GroundedBox]) -> List[GroundedBox]:
         f = self.filters

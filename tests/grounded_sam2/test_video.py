@@ -304,3 +304,13 @@ def test_cli_label_video_bad_input(tiny_models, tmp_path, make_input, message):
     result = cli("label-video", make_input(source), "-o", tmp_path / "out", "--ontology", "example",
                  "--florence", florence, "--sam2", sam2, "--device", "cpu", "--no-progress")
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_grounded_sam2_track_video(tiny_florence, present_sam2):
+    model = GroundedSAM2({"dog": "dog", "cat": "cat"}, florence=str(tiny_florence), sam2=present_sam2, device="cpu")
+    frames = list(scripted(model, [answer(true_boxes(0)), answer(true_boxes(2))]).track_video(scene(4), every=2))
+    assert [f.index for f in frames] == [0, 1, 2, 3] and [f.name for f in frames] == ["00000", "00001", "00002", "00003"]
+    first = frames[0].detections
+    assert first.tracker_id.tolist() == [1] and first.data["class_name"].tolist() == ["dog"]
+    assert first.mask.shape == (1, H, W) and first.mask.any()
+    assert all(f.detections.tracker_id is not None for f in frames)
