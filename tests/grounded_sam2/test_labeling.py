@@ -16,6 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from dataset_files import normalized_dataset
 from florence_script import ScriptedAnswers
 from grounded_sam2 import GroundedSAM2
 from grounded_sam2.datasets.writer import DatasetError
@@ -180,17 +181,6 @@ def test_cli_label_with_skipped_input(tiny_models, tmp_path):
     assert result.returncode == 1, result.stderr
     assert "1 labeled now" in result.stdout and "1 skipped" in result.stdout and "objects per class: dog 1" in result.stdout
     assert (tmp_path / "out" / "data.yaml").is_file()
-
-
-def normalized_dataset(folder: Path) -> dict:
-    files = {}
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            text = p.read_bytes()
-            if p.name == "data.yaml":
-                text = b"\n".join(line for line in text.splitlines() if not line.startswith(b"path:"))
-            files[str(p.relative_to(folder))] = hashlib.sha256(text).hexdigest()
-    return files
 
 
 def test_kill_and_resume_gives_the_uninterrupted_dataset(tiny_models, tmp_path):

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import segmenter
+from dataset_files import normalized_dataset
 from florence_script import ScriptedAnswers
 from grounded_sam2.model import GroundedSAM2
 from grounded_sam2.tiny_models import make_tiny_models
@@ -186,18 +187,6 @@ def labeled(tiny_florence, sam2, output, **kwargs):
     return label_video(scripted(model, KEYFRAME_ANSWERS), scene(), output, every=5, progress=False, **kwargs)
 
 
-def files(folder: Path) -> dict:
-    """Every file's bytes by relative path (data.yaml without its absolute ``path:`` line)."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            data = p.read_bytes()
-            if p.name == "data.yaml":
-                data = b"\n".join(line for line in data.splitlines() if not line.startswith(b"path:"))
-            out[str(p.relative_to(folder))] = data
-    return out
-
-
 def test_label_video_writes_frames_video_json_and_mp4(tiny_florence, present_sam2, tmp_path):
     out = tmp_path / "out"
     summary = labeled(tiny_florence, present_sam2, out, format="coco", annotated_video=True)
@@ -247,7 +236,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_output(tiny_florence, pres
     monkeypatch.setattr(DatasetWriter, "write", write)
     summary = labeled(tiny_florence, present_sam2, tmp_path / "cut", format="yolo", annotated_video=True)
     assert (summary.labeled, summary.already_done) == (NUM_FRAMES - 5, 5)
-    whole, resumed = files(tmp_path / "whole"), files(tmp_path / "cut")
+    whole, resumed = normalized_dataset(tmp_path / "whole"), normalized_dataset(tmp_path / "cut")
     mp4 = "annotated.mp4"
     assert {k: v for k, v in resumed.items() if k != mp4} == {k: v for k, v in whole.items() if k != mp4}
     assert len(resumed[mp4]) > 0
