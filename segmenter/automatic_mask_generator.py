@@ -10,7 +10,8 @@ dropped; NMS inside each crop (by predicted IoU), then across crops preferring s
 (with OpenCV, where Meta needs its CUDA extension).
 
 Fast path (``fast_path``, on by default on CUDA, where the predictor also runs in bfloat16
-autocast unless ``bf16=False``): all crops of the image are encoded in one image-encoder pass, and
+autocast unless ``bf16=False``): the crops of the image are encoded in image-encoder passes of up
+to CROPS_PER_ENCODER_PASS crops (all of them for one crop layer), and
 the points of all crops, each prompting its own crop's embedding, go through the mask decoder
 together: as many per call as half the device's free memory holds, every point costed at the
 largest crop (at least ``points_per_batch``; a call may span crops). ``use_m2m`` refines all masks
@@ -43,6 +44,7 @@ from .modeling.sam2 import SAM2Model
 from .predictor import SAM2ImagePredictor
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+CROPS_PER_ENCODER_PASS = 5  # the fast path encodes crops in passes of at most this many (1 + 4 for one crop layer)
 
 
 class SAM2AutomaticMaskGenerator:
@@ -156,9 +158,10 @@ class SAM2AutomaticMaskGenerator:
     def _process_crops(
         self, image: np.ndarray, crop_boxes: List[List[int]], layers: List[int]
     ) -> List[Dict[str, Any]]:
-        """The masks of each crop: the crops encoded in one pass, the points of all of them decoded
+        """The masks of each crop: the crops encoded in passes of CROPS_PER_ENCODER_PASS, the points of all of them decoded
         in calls of :meth:`_points_per_call` points (a call may span crops), NMS inside each crop."""
-        self.predictor.set_image_batch([image[y0:y1, x0:x1] for x0, y0, x1, y1 in crop_boxes])
+        crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in crop_boxes]
+        self.predictor.set_image_batch(crops, images_per_pass=CROPS_PER_ENCODER_PASS)
         points = [self._crop_points(box, layer) for box, layer in zip(crop_boxes, layers)]
         image_ids = torch.repeat_interleave(torch.arange(len(points)), torch.tensor([len(p) for p in points]))
         points = np.concatenate(points)

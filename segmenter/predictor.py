@@ -96,24 +96,36 @@ class SAM2ImagePredictor:
         self._is_batch = False
 
     @torch.no_grad()
-    def set_image_batch(self, image_list: Sequence[ImageInput]) -> None:
+    def set_image_batch(self, image_list: Sequence[ImageInput], images_per_pass: Optional[int] = None) -> None:
         """Compute and cache the embeddings of several images, of any sizes, in one forward
-        pass. Masks then come from :meth:`predict_batch`."""
+        pass (or in passes of at most ``images_per_pass`` images, to bound the encoder's
+        activation memory). Masks then come from :meth:`predict_batch`."""
         if not isinstance(image_list, (list, tuple)) or not image_list:
             raise TypeError("set_image_batch expects a non-empty list of images")
-        self._set_images(list(image_list))
+        if images_per_pass is not None and images_per_pass < 1:
+            raise ValueError(f"images_per_pass must be at least 1, got {images_per_pass}")
+        self._set_images(list(image_list), images_per_pass or len(image_list))
         self._is_batch = True
 
-    def _set_images(self, images: List[ImageInput]) -> None:
+    def _set_images(self, images: List[ImageInput], images_per_pass: int = 1) -> None:
         self.reset_predictor()
         arrays = [load_rgb(image) for image in images]
         # Antialiased resizing exists on MPS only from torch 2.7: resize on the CPU there.
         resize_device = torch.device("cpu") if self.device.type == "mps" else self.device
-        tensors = [to_tensor(a, resize_device) for a in arrays]
-        batch = preprocess(tensors, self.model.image_size).to(self.device)
-        with autocast_context(self.device, self.bf16):
-            image_embed, high_res = self.model.encode_images(batch)
-        self._features = ImageFeatures(image_embed, high_res, [a.shape[:2] for a in arrays])
+        embeds, high_res = [], []
+        for start in range(0, len(arrays), images_per_pass):
+            tensors = [to_tensor(a, resize_device) for a in arrays[start : start + images_per_pass]]
+            batch = preprocess(tensors, self.model.image_size).to(self.device)
+            with autocast_context(self.device, self.bf16):
+                embed, levels = self.model.encode_images(batch)
+            embeds.append(embed)
+            high_res.append(levels)
+        if len(embeds) == 1:
+            features = ImageFeatures(embeds[0], high_res[0], [a.shape[:2] for a in arrays])
+        else:
+            levels = [torch.cat(level) for level in zip(*high_res)]
+            features = ImageFeatures(torch.cat(embeds), levels, [a.shape[:2] for a in arrays])
+        self._features = features
 
     def get_image_embedding(self) -> torch.Tensor:
         """Embeddings of the images set: Ix256x64x64."""

@@ -135,11 +135,12 @@ def test_path_pil_and_array_give_the_same_embedding(model, image, tmp_path):
         assert torch.equal(e, embeddings[0])
 
 
-def test_batch_encoding_equals_one_by_one(model):
+@pytest.mark.parametrize("images_per_pass", [None, 2], ids=["one pass", "passes of 2"])
+def test_batch_encoding_equals_one_by_one(model, images_per_pass):
     rng = np.random.default_rng(1)
     images = [(rng.random(shape) * 255).astype(np.uint8) for shape in ((50, 70, 3), (200, 100, 3), (64, 64, 3))]
     batch = segmenter.SAM2ImagePredictor(model)
-    batch.set_image_batch(images)
+    batch.set_image_batch(images, images_per_pass=images_per_pass)
     assert batch.orig_hw == [(50, 70), (200, 100), (64, 64)]
     boxes = [np.array([[5, 5, 40, 30]]), np.array([[10, 20, 90, 180], [0, 0, 50, 50]]), None]
     points = [None, None, np.array([[30, 30]])]
