@@ -5,7 +5,8 @@ and SAM 2.1, at a 256 input to keep the CPU time small): the same session of cal
 The session: object 1 by box on frame 0, object 7 by a positive and a negative click on frame
 3, object 4 by an empty mask on frame 2 (absent there: exercises the no-object pointer and
 SAM 2.1's no-object memory), forward tracking, a refining click on an already tracked frame,
-object 9 added by mask after tracking, then reverse tracking from the last frame.
+object 9 added by mask after tracking, reverse tracking from the last frame, then object 7
+removed and three frames tracked again.
 
 Random weights put SAM 2's object score near 0, where a rounding difference could flip an
 object between present and absent. The object-score head's bias is raised by OBJECT_SCORE_SHIFT,
@@ -57,6 +58,9 @@ def session(predictor, video):
     mask[50:90, 50:80] = True
     steps.append(("mask", *predictor.add_new_mask(state, 8, 9, mask)))
     steps += [("reverse", *r) for r in predictor.propagate_in_video(state, start_frame_idx=NUM_FRAMES - 1, reverse=True)]
+    obj_ids, updated = predictor.remove_object(state, 7)
+    steps += [("removed", frame_idx, obj_ids, masks) for frame_idx, masks in updated]
+    steps += [("after removal", *r) for r in predictor.propagate_in_video(state, start_frame_idx=4, max_frame_num_to_track=2)]
     return steps, state
 
 
@@ -105,6 +109,7 @@ def test_comparison_is_meaningful(sessions):
     assert empty_mask_score < 0, "the empty mask should make object 4 absent on frame 2"
 
     tracked = [logits for step, _, _, logits in our_steps if step in ("forward", "reverse")]
+    assert [step for step, *_ in our_steps].count("removed") == 1
     for logits in tracked:  # objects 1 and 7, prompted by box and clicks, are tracked everywhere
         boxed, clicked = logits[0, 0] > 0, logits[1, 0] > 0
         for mask in (boxed, clicked):
