@@ -9,12 +9,13 @@ pointers, and memories of prompted frames encoded from binarised masks (Meta's
 ``apply_postprocessing``). The SAM 2 / SAM 2.1 differences are read from the model:
 ``no_obj_embed_spatial`` and the (projected, signed) temporal encoding of object pointers.
 
-Shapes: B objects tracked together (the predictor uses B = 1, as Meta), S the model's input
-size, h = w = S/16, C = 256 and M = 64 the memory channels. Tensors are batch-first.
+Shapes: B objects tracked together (one per memory bank; Meta tracks every object alone, the
+predictor batches objects whose banks hold the same frames), S the model's input size,
+h = w = S/16, C = 256 and M = 64 the memory channels. Tensors are batch-first.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,15 @@ class FrameOutput:
     object_score_logits: torch.Tensor  # Bx1, > 0 where the object is present
     maskmem_features: Optional[torch.Tensor] = None  # BxMxhxw bfloat16 memory, once encoded
 
+    def row(self, i: int) -> "FrameOutput":
+        """Object ``i``'s output (B = 1), in storage of its own."""
+        def take(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if x is None else x[i : i + 1].clone()
+
+        return FrameOutput(
+            take(self.pred_masks), take(self.obj_ptr), take(self.object_score_logits), take(self.maskmem_features)
+        )
+
 
 @dataclass
 class MemoryBank:
@@ -75,6 +85,14 @@ class MemoryBank:
 
     def get(self, frame_idx: int) -> Optional[FrameOutput]:
         return self.cond.get(frame_idx, self.non_cond.get(frame_idx))
+
+    def layout(self, frame_idx: int, reverse: bool) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """The frames tracking ``frame_idx`` can attend to: the prompted frames (in order) and the
+        tracked frames up to MAX_OBJECT_POINTERS - 1 back. Banks with equal layouts can be
+        tracked together."""
+        sign = -1 if reverse else 1
+        recent = (frame_idx - sign * d for d in range(1, MAX_OBJECT_POINTERS))
+        return tuple(self.cond), tuple(t for t in recent if t in self.non_cond)
 
 
 class Tracker:
@@ -95,7 +113,7 @@ class Tracker:
         self,
         features: FrameFeatures,
         frame_idx: int,
-        bank: Optional[MemoryBank],
+        banks: Optional[Sequence[MemoryBank]],
         num_frames: int,
         reverse: bool = False,
         points: Optional[PointPrompt] = None,
@@ -106,8 +124,9 @@ class Tracker:
 
         Arguments:
           features: the frame's features, expanded to B.
-          bank: the objects' memories (B = 1), or None on a frame prompted before any tracking
-            of the object (it is then segmented from its prompts alone).
+          banks: the B objects' memories, all with the same :meth:`MemoryBank.layout`, or None
+            on a frame prompted before any tracking of the object (it is then segmented from its
+            prompts alone).
           points: the frame's clicks/box, if any.
           mask_prompt: Bx1xSxS binary mask given as the object's mask on this frame (taken as
             the output, as Meta does); excludes ``points``.
@@ -119,7 +138,7 @@ class Tracker:
         """
         if mask_prompt is not None:
             return self._mask_as_output(features, mask_prompt)
-        pix_feat = self._condition_on_memory(features, frame_idx, bank, num_frames, reverse)
+        pix_feat = self._condition_on_memory(features, frame_idx, banks, num_frames, reverse)
         num_points = 0 if points is None else points.labels.shape[1]
         return self._decode(pix_feat, features.high_res, points, prev_mask_logits, multimask=num_points <= 1)
 
@@ -141,25 +160,36 @@ class Tracker:
         return memory.to(torch.bfloat16)
 
     def _condition_on_memory(
-        self, features: FrameFeatures, frame_idx: int, bank: Optional[MemoryBank], num_frames: int, reverse: bool
+        self,
+        features: FrameFeatures,
+        frame_idx: int,
+        banks: Optional[Sequence[MemoryBank]],
+        num_frames: int,
+        reverse: bool,
     ) -> torch.Tensor:
-        """The frame's stride-16 features attending to the bank: BxCxhxw."""
+        """The frame's stride-16 features attending to each object's bank: BxCxhxw."""
         model = self.model
         feats = features.vision_feats
         b, c, h, w = feats.shape
-        if bank is None:
+        if banks is None:
             return feats + model.no_mem_embed.view(1, c, 1, 1)
         sign = -1 if reverse else 1  # direction of time while tracking
-        memories: List[Tuple[int, FrameOutput]] = [(0, out) for out in bank.cond.values()]
-        for t_pos in range(1, model.num_maskmem):  # the previous num_maskmem - 1 tracked frames
-            out = bank.non_cond.get(frame_idx - sign * (model.num_maskmem - t_pos))
-            if out is not None:
-                memories.append((t_pos, out))
+        bank = banks[0]  # all banks hold the same frames
+        # (temporal position, prompted?, frame): prompted frames at position 0, then the previous
+        # num_maskmem - 1 tracked frames
+        memories = [(0, True, t) for t in bank.cond]
+        for t_pos in range(1, model.num_maskmem):
+            t = frame_idx - sign * (model.num_maskmem - t_pos)
+            if t in bank.non_cond:
+                memories.append((t_pos, False, t))
         memory_pos = self._memory_pos_encoding(h, w, feats)
-        tokens = [out.maskmem_features.to(feats.device, feats.dtype).flatten(2).transpose(1, 2) for _, out in memories]
-        positions = [memory_pos + model.maskmem_tpos_enc[model.num_maskmem - t_pos - 1] for t_pos, _ in memories]
+        tokens = []
+        for _, prompted, t in memories:
+            stacked = torch.cat([(k.cond if prompted else k.non_cond)[t].maskmem_features for k in banks])
+            tokens.append(stacked.to(feats.device, feats.dtype).flatten(2).transpose(1, 2))
+        positions = [memory_pos + model.maskmem_tpos_enc[model.num_maskmem - t_pos - 1] for t_pos, _, _ in memories]
 
-        pointers, pointer_pos = self._object_pointers(frame_idx, bank, num_frames, sign, b, c)
+        pointers, pointer_pos = self._object_pointers(frame_idx, banks, num_frames, sign, b, c)
         memory = torch.cat(tokens + [pointers.to(feats.dtype)], dim=1)
         memory_pos = torch.cat([p.expand(b, -1, -1) for p in positions] + [pointer_pos.to(feats.dtype)], dim=1)
         curr = feats.flatten(2).transpose(1, 2)
@@ -168,29 +198,30 @@ class Tracker:
         return out.transpose(1, 2).reshape(b, c, h, w)
 
     def _object_pointers(
-        self, frame_idx: int, bank: MemoryBank, num_frames: int, sign: int, b: int, c: int
+        self, frame_idx: int, banks: Sequence[MemoryBank], num_frames: int, sign: int, b: int, c: int
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Object pointers of prompted frames in the past and of up to 15 previous tracked
         frames, each split into C/M tokens: Bx(4P)xM and their temporal encodings."""
         model = self.model
         max_pointers = min(num_frames, MAX_OBJECT_POINTERS)
+        bank = banks[0]  # all banks hold the same frames
         entries = [
-            ((frame_idx - t) * sign if model.use_signed_tpos_enc_to_obj_ptrs else abs(frame_idx - t), out.obj_ptr)
-            for t, out in bank.cond.items()
+            ((frame_idx - t) * sign if model.use_signed_tpos_enc_to_obj_ptrs else abs(frame_idx - t),
+             [k.cond[t].obj_ptr for k in banks])
+            for t in bank.cond
             if (t - frame_idx) * sign <= 0
         ]
         for distance in range(1, max_pointers):
             t = frame_idx - sign * distance
             if not 0 <= t < num_frames:
                 break
-            out = bank.non_cond.get(t)
-            if out is not None:
-                entries.append((distance, out.obj_ptr))
+            if t in bank.non_cond:
+                entries.append((distance, [k.non_cond[t].obj_ptr for k in banks]))
         device = model.no_obj_ptr.device
         if not entries:
             return torch.zeros(b, 0, model.mem_dim, device=device), torch.zeros(b, 0, model.mem_dim, device=device)
         distances, ptrs = zip(*entries)
-        pointers = torch.stack([p.to(device) for p in ptrs], dim=1)  # BxPxC
+        pointers = torch.stack([torch.cat(p).to(device) for p in ptrs], dim=1)  # BxPxC
         if model.add_tpos_enc_to_obj_ptrs:
             relative = torch.tensor(distances, dtype=torch.float32, device=device) / (max_pointers - 1)
             if hasattr(model, "obj_ptr_tpos_proj"):

@@ -94,6 +94,7 @@ class SAM2VideoPredictor:
         binarize_mask_from_pts_for_mem_enc: bool = True,
         bf16: bool = True,
         keep_all_frame_outputs: bool = False,
+        batch_objects: Optional[bool] = None,
     ) -> None:
         """
         Arguments:
@@ -106,12 +107,17 @@ class SAM2VideoPredictor:
           bf16: bfloat16 autocast when the model is on CUDA.
           keep_all_frame_outputs: keep every frame's output instead of only those later frames
             can attend to (see the module docstring).
+          batch_objects: while propagating, track the objects whose memory banks hold the same
+            frames (e.g. objects prompted on the same frames) in one batch. Numerically this
+            differs from one object at a time (Meta's order) only by rounding. None: on for
+            CUDA, off elsewhere.
         """
         self.model = model
         self.tracker = Tracker(model, binarize_prompted_masks=binarize_mask_from_pts_for_mem_enc)
         self.fill_hole_area = fill_hole_area
         self.bf16 = bf16
         self.keep_all_frame_outputs = keep_all_frame_outputs
+        self.batch_objects = model.device.type == "cuda" if batch_objects is None else batch_objects
 
     @property
     def device(self) -> torch.device:
@@ -175,7 +181,7 @@ class SAM2VideoPredictor:
         if previous is not None:
             prev_logits = torch.clamp(previous.pred_masks.to(state.device), -32.0, 32.0)
         out = self._run_frame(
-            state, obj, frame_idx, is_cond, reverse=obj.tracked.get(frame_idx, False), points=prompt,
+            state, [obj], frame_idx, not is_cond, reverse=obj.tracked.get(frame_idx, False), points=prompt,
             prev_mask_logits=prev_logits,
         )
         obj.pending[is_cond][frame_idx] = out
@@ -199,7 +205,7 @@ class SAM2VideoPredictor:
         obj.masks[frame_idx] = mask
         obj.points.pop(frame_idx, None)
         is_cond = frame_idx not in obj.tracked
-        out = self._run_frame(state, obj, frame_idx, is_cond, reverse=obj.tracked.get(frame_idx, False), mask=mask)
+        out = self._run_frame(state, [obj], frame_idx, not is_cond, reverse=obj.tracked.get(frame_idx, False), mask=mask)
         obj.pending[is_cond][frame_idx] = out
         return frame_idx, state.obj_ids, self._consolidated_masks(state, frame_idx, is_cond)
 
@@ -227,15 +233,16 @@ class SAM2VideoPredictor:
             end = min(start_frame_idx + span, state.num_frames - 1)
             order = range(start_frame_idx, end + 1)
         for frame_idx in order:
+            to_track = [obj for obj in state.objects.values() if frame_idx not in obj.bank.cond]
+            for group in self._track_groups(to_track, frame_idx, reverse):
+                out = self._run_frame(state, group, frame_idx, True, reverse, encode_memory=True)
+                for i, obj in enumerate(group):
+                    obj.bank.non_cond[frame_idx] = out.row(i)
+                    self._forget_unreachable(obj, frame_idx, -1 if reverse else 1)
             masks = []
             for obj in state.objects.values():
-                out = obj.bank.cond.get(frame_idx)
-                if out is None:
-                    out = self._run_frame(state, obj, frame_idx, False, reverse, encode_memory=True)
-                    obj.bank.non_cond[frame_idx] = out
-                    self._forget_unreachable(obj, frame_idx, -1 if reverse else 1)
                 obj.tracked[frame_idx] = reverse
-                masks.append(out.pred_masks.to(state.device))
+                masks.append(obj.bank.get(frame_idx).pred_masks.to(state.device))
             yield frame_idx, state.obj_ids, self._video_resolution(state, torch.cat(masks))
 
     @torch.inference_mode()
@@ -335,20 +342,22 @@ class SAM2VideoPredictor:
     def _run_frame(
         self,
         state: VideoState,
-        obj: ObjectTrack,
+        objects: Sequence[ObjectTrack],
         frame_idx: int,
-        is_cond: bool,
+        use_memory: bool,
         reverse: bool,
         points: Optional[PointPrompt] = None,
         mask: Optional[torch.Tensor] = None,
         prev_mask_logits: Optional[torch.Tensor] = None,
         encode_memory: bool = False,
     ) -> FrameOutput:
-        """One object on one frame; a prompted frame seen for the first time ignores memory."""
-        features = self._features(state, frame_idx)
+        """B objects on one frame in one batch (their banks hold the same frames when
+        ``use_memory``; a frame prompted before the object was tracked there uses no memory)."""
+        features = self._features(state, frame_idx).expand(len(objects))
+        banks = [obj.bank for obj in objects] if use_memory else None
         with autocast_context(state.device, self.bf16):
             out, high_res_masks = self.tracker.track(
-                features, frame_idx, None if is_cond else obj.bank, state.num_frames, reverse,
+                features, frame_idx, banks, state.num_frames, reverse,
                 points=points, mask_prompt=mask, prev_mask_logits=prev_mask_logits,
             )
             if encode_memory:
@@ -358,6 +367,16 @@ class SAM2VideoPredictor:
             out.pred_masks = remove_small_regions(out.pred_masks, 0.0, self.fill_hole_area, 0, FILLED_HOLE_LOGIT)
         out.pred_masks = out.pred_masks.to(state.storage_device)
         return out
+
+    def _track_groups(self, objects: List[ObjectTrack], frame_idx: int, reverse: bool) -> List[List[ObjectTrack]]:
+        """The objects to track on a frame, in groups decoded together: objects whose banks hold
+        the same frames when ``batch_objects``, else one group per object (Meta's order)."""
+        if not self.batch_objects:
+            return [[obj] for obj in objects]
+        groups: Dict[Any, List[ObjectTrack]] = {}
+        for obj in objects:
+            groups.setdefault(obj.bank.layout(frame_idx, reverse), []).append(obj)
+        return list(groups.values())
 
     def _commit_prompts(self, state: VideoState) -> None:
         """Before tracking: encode the memories of prompted frames and move pending results into

@@ -212,3 +212,30 @@ def test_build_sam2_video_predictor_from_checkpoint(tmp_path):
     assert predictor.fill_hole_area == 8 and predictor.tracker.binarize_prompted_masks
     plain = segmenter.build_sam2_video_predictor("sam2.1_hiera_t.yaml", path, device="cpu", apply_postprocessing=False)
     assert plain.fill_hole_area == 0 and not plain.tracker.binarize_prompted_masks
+
+
+def test_batched_objects_equal_one_at_a_time(model, monkeypatch):
+    """batch_objects tracks objects whose banks hold the same frames in one batch: the same masks
+    (up to rounding) in fewer memory-attention calls."""
+    calls = []
+    attention = type(model.memory_attention).forward
+
+    def counted(self, *args, **kwargs):
+        calls.append(args[0].shape[0])  # batch size
+        return attention(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.memory_attention), "forward", counted)
+    results = {}
+    for batch in (False, True):
+        calls.clear()
+        predictor = SAM2VideoPredictor(model, batch_objects=batch)
+        state = predictor.init_state(frames(6))
+        predictor.add_new_points_or_box(state, 0, 1, box=[5, 5, 30, 30])
+        predictor.add_new_points_or_box(state, 0, 2, points=[[45, 20]], labels=[1])
+        predictor.add_new_points_or_box(state, 2, 3, box=[20, 10, 50, 35])  # another layout: its own batch
+        results[batch] = ([m for _, _, m in predictor.propagate_in_video(state)], list(calls))
+    (alone, alone_calls), (batched, batched_calls) = results[False], results[True]
+    assert alone_calls == [1] * 15  # objects 1 and 2 on frames 1-5, object 3 on frames 0, 1, 3, 4, 5
+    assert sorted(batched_calls) == [1] * 5 + [2] * 5
+    for a, b in zip(alone, batched):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
