@@ -81,14 +81,14 @@ def axial_rope_angles(head_dim: int, end_x: int, end_y: int, theta: float = 1000
     return torch.cat([torch.outer(t_x, freqs), torch.outer(t_y, freqs)], dim=-1)
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive channel pairs of x (...xNxD) by ``angles`` (NxD/2), in float32.
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive channel pairs of x (...xNxD) by angles given as their cosines and sines
+    (NxD/2, broadcast over x's leading dimensions), in float32.
 
     Written with real cos/sin (no complex tensors) so it runs on every device, MPS included."""
     dtype = x.dtype
     pairs = x.float().reshape(*x.shape[:-1], -1, 2)
     a, b = pairs[..., 0], pairs[..., 1]
-    cos, sin = angles.cos(), angles.sin()
     out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
     return out.flatten(-2).to(dtype)
 

@@ -55,28 +55,33 @@ class RoPEAttention(Attention):
         super().__init__(*args, **kwargs)
         self.rope_theta = rope_theta
         self.rope_k_repeat = rope_k_repeat
-        self._angles: Dict[Tuple[int, torch.device], Tensor] = {}
+        self._angles: Dict[Tuple[int, torch.device], Tuple[Tensor, Tensor]] = {}
 
-    def _rope_angles(self, n: int, device: torch.device) -> Tensor:
+    def _rope_cos_sin(self, n: int, device: torch.device) -> Tuple[Tensor, Tensor]:
+        """Cosines and sines of the rotation angles of an n-token square grid, computed once."""
         key = (n, device)
         if key not in self._angles:
             side = math.isqrt(n)
             if side * side != n:
                 raise ValueError(f"RoPE attention needs a square token grid, got {n} tokens")
             head_dim = self.internal_dim // self.num_heads
-            self._angles[key] = axial_rope_angles(head_dim, side, side, self.rope_theta).to(device)
+            angles = axial_rope_angles(head_dim, side, side, self.rope_theta).to(device)
+            self._angles[key] = (angles.cos(), angles.sin())
         return self._angles[key]
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
         q, k, v = (self._split_heads(p(t)) for p, t in ((self.q_proj, q), (self.k_proj, k), (self.v_proj, v)))
-        angles = self._rope_angles(q.shape[-2], q.device)
-        q = apply_rope(q, angles)
+        n = q.shape[-2]
+        cos, sin = self._rope_cos_sin(n, q.device)
+        q = apply_rope(q, cos, sin)
         num_k_rope = k.shape[-2] - num_k_exclude_rope
         if num_k_rope > 0:
-            if num_k_rope != q.shape[-2] and not self.rope_k_repeat:
+            if num_k_rope != n and not self.rope_k_repeat:
                 raise ValueError("keys and queries differ in length; this layer has rope_k_repeat=False")
-            k_angles = angles.repeat(num_k_rope // q.shape[-2], 1)
-            k = torch.cat([apply_rope(k[:, :, :num_k_rope], k_angles), k[:, :, num_k_rope:]], dim=2)
+            # keys of several grids (memories of several frames) get the same rotation: broadcast
+            grids = k[:, :, :num_k_rope].unflatten(2, (num_k_rope // n, n))
+            rotated = apply_rope(grids, cos, sin).flatten(2, 3)
+            k = rotated if num_k_rope == k.shape[-2] else torch.cat([rotated, k[:, :, num_k_rope:]], dim=2)
         return self._attend(q, k, v)
 
 
