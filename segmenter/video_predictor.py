@@ -4,7 +4,7 @@ Meta's API and behaviour (``sam2.sam2_video_predictor.SAM2VideoPredictor``): ``i
 ``add_new_points_or_box``, ``add_new_mask``, ``propagate_in_video`` (forward or ``reverse``),
 ``clear_all_prompts_in_frame``, ``remove_object`` and ``reset_state``. Objects may be added on
 any frame, also after tracking started; each is tracked independently with its own memory bank
-(see :mod:`segmenter.tracking`). Masks are returned as float logits NxHxW... at the video's
+(see :mod:`segmenter.tracking`). Masks are returned as float logits Nx1xHxW at the video's
 resolution (N objects in ``obj_ids`` order, ``> 0`` is the mask), with -1024 where an object has
 no output.
 
@@ -307,7 +307,7 @@ class SAM2VideoPredictor:
             raise ValueError("at least one of points or box must be provided as input")
         coords = torch.as_tensor(np.asarray(points if points is not None else np.zeros((0, 2))), dtype=torch.float32)
         point_labels = torch.as_tensor(np.asarray(labels if labels is not None else np.zeros(0)), dtype=torch.int32)
-        coords = coords.reshape(-1, 2) if coords.numel() or coords.ndim == 2 else coords.reshape(0, 2)
+        coords = coords.reshape(-1, 2)
         point_labels = point_labels.reshape(-1)
         if coords.shape[0] != point_labels.shape[0]:
             raise ValueError(f"{coords.shape[0]} points but {point_labels.shape[0]} labels")
