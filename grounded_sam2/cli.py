@@ -155,13 +155,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run(args) -> int:
-    """A dataset command, with errors as messages and exit codes."""
-    from segmenter import CheckpointError, ConfigError, VideoError
-
-    from .datasets.box_sources import BoxDatasetError
-    from .datasets.writer import DatasetError
-    from .grounding import GroundingModelError
-    from .ontology import OntologyError
+    """A dataset command, with errors as messages and exit codes. Only the package's own errors,
+    Ctrl-C and running out of memory are caught: anything else is a bug and shows its traceback."""
+    from .errors import GroundedSAM2Error, is_out_of_memory
 
     try:
         run = {"label": _label, "segment-boxes": _segment_boxes, "segment-everything": _segment_everything,
@@ -170,19 +166,34 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (OntologyError, GroundingModelError, CheckpointError, ConfigError, DatasetError, BoxDatasetError,
-            VideoError, FileNotFoundError, ValueError, RuntimeError) as e:
+    except GroundedSAM2Error as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+        print(f"error: out of memory ({str(e).splitlines()[0] if str(e) else type(e).__name__}).\n"
+              f"{_memory_advice(args)}", file=sys.stderr)
         return EXIT_ERROR
     print(summary)
     return EXIT_SKIPPED if summary.skipped else EXIT_OK
 
 
+def _memory_advice(args) -> str:
+    """What to lower when a command runs out of memory."""
+    if args.command == "segment-everything":
+        return "Lower --points-per-batch, or --crop-n-layers, or use a smaller --sam2 variant."
+    if args.command == "label-video":
+        return "Use a smaller --sam2 variant or a shorter video."
+    return f"Lower --batch-size (now {args.batch_size}), or use smaller models (--sam2, --florence)."
+
+
 def _segment_boxes(args):
+    from .errors import InputNotFoundError
     from .labeling import segment_box_dataset
 
     if not args.dataset.exists():
-        raise FileNotFoundError(f"dataset not found: {args.dataset}")
+        raise InputNotFoundError(f"dataset not found: {args.dataset}")
     return segment_box_dataset(
         args.dataset, args.output, args.sam2, device=args.device, format=args.format, coco_mask_format=args.coco_masks,
         tighten_boxes=args.tighten_boxes, batch_size=args.batch_size, progress=not args.no_progress,
@@ -190,10 +201,11 @@ def _segment_boxes(args):
 
 
 def _segment_everything(args):
+    from .errors import InputNotFoundError
     from .labeling import segment_everything
 
     if not args.images.exists():
-        raise FileNotFoundError(f"input not found: {args.images}")
+        raise InputNotFoundError(f"input not found: {args.images}")
     options = {name: getattr(args, name) for name in (
         "points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh",
         "crop_n_layers", "min_mask_region_area", "use_m2m")}
@@ -206,13 +218,14 @@ def _segment_everything(args):
 
 def _grounded_model(args, source: Path):
     """GroundedSAM2 from the grounding options, after the inputs are checked (before any model loads)."""
+    from .errors import InputNotFoundError
     from .labeling import check_output_folder
     from .model import GroundedSAM2
     from .ontology import Ontology
 
     ontology = Ontology.load(args.ontology)
     if not source.exists():
-        raise FileNotFoundError(f"input not found: {source}")
+        raise InputNotFoundError(f"input not found: {source}")
     check_output_folder(source, args.output)
     return GroundedSAM2(
         ontology, florence=args.florence, sam2=args.sam2, device=args.device, strategy=args.strategy,

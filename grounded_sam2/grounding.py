@@ -22,6 +22,7 @@ import torch
 
 from segmenter.device import resolve_device
 
+from .errors import GroundedSAM2Error, SettingsError
 from .phrases import bins_to_xyxy, match_prompt, parse_grounding
 
 DEFAULT_FLORENCE = "florence-community/Florence-2-large"
@@ -32,7 +33,7 @@ TASKS = {
 CAPTION_SEPARATOR = ". "
 
 
-class GroundingModelError(RuntimeError):
+class GroundingModelError(GroundedSAM2Error, RuntimeError):
     """Florence-2 could not be loaded or used."""
 
 
@@ -48,10 +49,10 @@ class GroundingSettings:
 
     def __post_init__(self) -> None:
         if self.strategy not in TASKS:
-            raise ValueError(f"strategy must be one of {sorted(TASKS)}, got {self.strategy!r}")
+            raise SettingsError(f"strategy must be one of {sorted(TASKS)}, got {self.strategy!r}")
         for name in ("num_beams", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+                raise SettingsError(f"{name} must be at least 1")
 
 
 @dataclass(frozen=True)

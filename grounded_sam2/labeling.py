@@ -11,6 +11,7 @@ import numpy as np
 import supervision as sv
 
 from .datasets.sources import SourceImage
+from .errors import SettingsError
 from .datasets.writer import DatasetSpec, DatasetWriter
 
 # predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
@@ -47,7 +48,7 @@ def check_output_folder(source: Union[str, Path, Sequence], output: Path) -> Non
     if isinstance(source, (str, Path)):
         src, out = Path(source).resolve(), Path(output).resolve()
         if out == src or src in out.parents:
-            raise ValueError(f"the output folder {output} is inside the input folder {source}; choose another")
+            raise SettingsError(f"the output folder {output} is inside the input folder {source}; choose another")
 
 
 def load_image(path: Path):

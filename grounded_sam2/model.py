@@ -22,6 +22,7 @@ from segmenter import SAM2Model
 from segmenter.device import resolve_device
 from segmenter.image_io import load_rgb
 
+from .errors import SettingsError
 from .grounding import DEFAULT_FLORENCE, Florence2Grounder, GroundedBox, GroundingSettings
 from .ontology import Ontology
 from .segmentation import BoxRequest, BoxSegmenter, given_box_requests
@@ -168,7 +169,7 @@ class GroundedSAM2(DetectionBaseModel):
 
         if output_folder is None:
             if not isinstance(input_folder, (str, Path)):
-                raise ValueError("output_folder is required when labeling a list of files")
+                raise SettingsError("output_folder is required when labeling a list of files")
             output_folder = f"{str(input_folder).rstrip('/')}_labeled"
         spec = DatasetSpec(format, self._ontology.classes, tuple(split), seed, coco_mask_format, self.settings)
         check_output_folder(input_folder, Path(output_folder))

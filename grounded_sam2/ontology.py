@@ -12,8 +12,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Tuple, Union
 
 import yaml
 
+from .errors import GroundedSAM2Error
 
-class OntologyError(ValueError):
+
+class OntologyError(GroundedSAM2Error, ValueError):
     """An ontology that cannot be used."""
 
 

@@ -28,6 +28,7 @@ import torch
 from segmenter import SAM2VideoPredictor
 from segmenter.video_io import VideoInput
 
+from .errors import SettingsError
 from .model import GroundedSAM2
 from .segmentation import BoxRequest, mask_box
 
@@ -42,11 +43,11 @@ class TrackingSettings:
 
     def __post_init__(self) -> None:
         if self.every < 1:
-            raise ValueError(f"every must be at least 1 (ground every frame), got {self.every}")
+            raise SettingsError(f"every must be at least 1 (ground every frame), got {self.every}")
         if not 0.0 < self.match_iou <= 1.0:
-            raise ValueError(f"match_iou must be in (0, 1], got {self.match_iou}")
+            raise SettingsError(f"match_iou must be in (0, 1], got {self.match_iou}")
         if self.max_missed_keyframes < 0:
-            raise ValueError(f"max_missed_keyframes must be >= 0, got {self.max_missed_keyframes}")
+            raise SettingsError(f"max_missed_keyframes must be >= 0, got {self.max_missed_keyframes}")
 
 
 @dataclass

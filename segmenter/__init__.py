@@ -20,6 +20,7 @@ from .automatic_mask_generator import SAM2AutomaticMaskGenerator
 from .build_sam import build_model, build_sam2, build_sam2_hf
 from .checkpoint import CheckpointError, detect_variant, read_checkpoint
 from .config import ConfigError, SAM2Config, resolve_config, variants
+from .errors import DeviceError, GroundedSAM2Error, SettingsError
 from .image_io import ImageError, load_rgb
 from .modeling import SAM2Model
 from .predictor import SAM2ImagePredictor
@@ -45,6 +46,9 @@ __all__ = [
     "random_state_dict",
     "save_random_checkpoint",
     "load_rgb",
+    "GroundedSAM2Error",
+    "SettingsError",
+    "DeviceError",
     "CheckpointError",
     "ConfigError",
     "ImageError",

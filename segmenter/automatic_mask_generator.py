@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from .errors import SettingsError
 from .image_io import ImageInput, load_rgb
 from .mask_utils import (
     box_area,
@@ -77,17 +78,17 @@ class SAM2AutomaticMaskGenerator:
         predictor's CUDA autocast switch; ``fast_path`` encodes all crops at once and decodes their
         points in as few calls as memory allows (None: on for CUDA only)."""
         if (points_per_side is None) == (point_grids is None):
-            raise ValueError("Exactly one of points_per_side or point_grids must be provided.")
+            raise SettingsError("Exactly one of points_per_side or point_grids must be provided.")
         if output_mode not in OUTPUT_MODES:
-            raise ValueError(f"Unknown output_mode {output_mode!r}; expected one of {OUTPUT_MODES}")
+            raise SettingsError(f"Unknown output_mode {output_mode!r}; expected one of {OUTPUT_MODES}")
         if points_per_batch < 1:
-            raise ValueError("points_per_batch must be at least 1")
+            raise SettingsError("points_per_batch must be at least 1")
         self.point_grids = (
             build_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
             if points_per_side is not None else list(point_grids)
         )
         if len(self.point_grids) < crop_n_layers + 1:
-            raise ValueError(f"point_grids needs one grid per crop layer ({crop_n_layers + 1})")
+            raise SettingsError(f"point_grids needs one grid per crop layer ({crop_n_layers + 1})")
         self.predictor = SAM2ImagePredictor(
             model, max_hole_area=min_mask_region_area, max_sprinkle_area=min_mask_region_area, bf16=bf16
         )

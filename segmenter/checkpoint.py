@@ -11,6 +11,7 @@ from typing import Dict, List, Union
 import torch
 
 from .config import SAM2Config, variants
+from .errors import GroundedSAM2Error
 
 DOWNLOAD_HELP = (
     "Download it with `bash checkpoints/download_ckpts.sh` from a source checkout, or with "
@@ -18,7 +19,7 @@ DOWNLOAD_HELP = (
 )
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(GroundedSAM2Error, RuntimeError):
     """A checkpoint that cannot be found, read or loaded."""
 
 

@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 
 from .build_sam import build_sam2
-from .checkpoint import CheckpointError
-from .config import ConfigError
+from .errors import GroundedSAM2Error
 from .image_io import ImageError
 from .predictor import SAM2ImagePredictor
 
@@ -40,6 +39,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.box and not args.point:
         parser.error("give at least one --box or --point")
+    if args.point and any(label not in (0, 1) for _, _, label in args.point):
+        parser.error("a --point LABEL is 1 (object) or 0 (background)")
     return args
 
 
@@ -47,7 +48,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         predictor = SAM2ImagePredictor(build_sam2(args.config, args.sam2, device=args.device))
-    except (CheckpointError, ConfigError, RuntimeError) as e:
+    except GroundedSAM2Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     boxes = np.array(args.box) if args.box else None
@@ -59,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             predictor.set_image(path)
             masks, scores, _ = predictor.predict(points, labels, boxes, multimask_output=args.multimask)
-        except (ImageError, ValueError) as e:
+        except ImageError as e:
             print(f"{path}: skipped: {e}", file=sys.stderr)
             failed += 1
             continue

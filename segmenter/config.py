@@ -14,6 +14,8 @@ from typing import Dict, Tuple, Union
 
 import yaml
 
+from .errors import GroundedSAM2Error
+
 
 @dataclass(frozen=True)
 class HieraConfig:
@@ -50,7 +52,7 @@ class SAM2Config:
         return sum(self.trunk.stages)
 
 
-class ConfigError(ValueError):
+class ConfigError(GroundedSAM2Error, ValueError):
     """A variant name or config file that cannot be used."""
 
 

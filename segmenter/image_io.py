@@ -17,10 +17,12 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import GroundedSAM2Error
+
 ImageInput = Union[np.ndarray, Image.Image, str, Path]
 
 
-class ImageError(ValueError):
+class ImageError(GroundedSAM2Error, ValueError):
     """An input that cannot be used as an image."""
 
 

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import GroundedSAM2Error
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -63,7 +64,7 @@ MAX_READ_AHEAD = 32  # VideoFrames.original on video files: frames read forward 
 VideoInput = Union[str, os.PathLike, Sequence[np.ndarray]]
 
 
-class VideoError(ValueError):
+class VideoError(GroundedSAM2Error, ValueError):
     """A video or frame folder that cannot be used."""
 
 

@@ -19,12 +19,13 @@ from typing import Dict, List, Tuple
 import numpy as np
 import yaml
 
+from ..errors import GroundedSAM2Error
 from .sources import IMAGE_EXTENSIONS, SourceImage
 
 SPLIT_NAMES = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}
 
 
-class BoxDatasetError(ValueError):
+class BoxDatasetError(GroundedSAM2Error, ValueError):
     """A detection dataset that cannot be read."""
 
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+from ..errors import InputNotFoundError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -30,7 +32,7 @@ def find_images(
     if isinstance(source, (str, Path)):
         root = Path(source)
         if not root.is_dir():
-            raise FileNotFoundError(f"input folder not found: {root}")
+            raise InputNotFoundError(f"input folder not found: {root}")
         paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
     else:
         paths = sorted(Path(p) for p in source)

@@ -24,7 +24,7 @@ import numpy as np
 import supervision as sv
 
 from .formats import coco_annotation
-from .writer import atomic_path
+from .writer import DatasetError, atomic_path
 
 VIDEO_JSON = "video.json"
 ANNOTATED_VIDEO = "annotated.mp4"
@@ -98,7 +98,7 @@ class AnnotatedVideoWriter:
         self._partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self._writer = cv2.VideoWriter(str(self._partial), cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (width, height))
         if not self._writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write an MP4 video to {self._partial}")
+            raise DatasetError(f"OpenCV cannot write an MP4 video to {self._partial}")
         self._masks = sv.MaskAnnotator(color_lookup=sv.ColorLookup.TRACK)
         self._boxes = sv.BoxAnnotator(color_lookup=sv.ColorLookup.TRACK)
         self._labels = sv.LabelAnnotator(color_lookup=sv.ColorLookup.TRACK)

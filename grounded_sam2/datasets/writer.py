@@ -30,6 +30,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import GroundedSAM2Error
 from .formats import coco_annotation, yolo_detection_row, yolo_segmentation_row
 from .sources import SourceImage
 
@@ -38,7 +39,7 @@ SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
 
 
-class DatasetError(RuntimeError):
+class DatasetError(GroundedSAM2Error, RuntimeError):
     """An output folder that cannot be written or resumed."""
 
 

@@ -40,9 +40,10 @@ def test_writes_one_mask_per_box(checkpoint, tmp_path):
     [
         (["--sam2", "missing.pt", "--box", 0, 0, 1, 1], 2, "not found"),
         (["--sam2", "CKPT"], 2, "give at least one --box or --point"),
+        (["--sam2", "CKPT", "--point", 1, 1, 2], 2, "LABEL is 1 (object) or 0 (background)"),
         (["--sam2", "CKPT", "--point", 1, 1, 1, "--config", "sam2_hiera_l.yaml"], 2, "holds sam2.1_hiera_tiny"),
     ],
-    ids=["missing checkpoint", "no prompt", "wrong variant"],
+    ids=["missing checkpoint", "no prompt", "bad label", "wrong variant"],
 )
 def test_errors(checkpoint, tmp_path, args, code, message):
     args = [checkpoint if a == "CKPT" else a for a in args]
