@@ -13,6 +13,7 @@ import supervision as sv
 from .datasets.sources import SourceImage
 from .errors import SettingsError
 from .datasets.writer import DatasetSpec, DatasetWriter
+from .detections import empty_detections, make_detections
 
 # predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
 PredictFn = Callable[[List[np.ndarray], List[SourceImage]], List[sv.Detections]]
@@ -191,14 +192,12 @@ def segment_everything(
 
 
 def _records_to_detections(records: List[dict], image_hw: Tuple[int, int]) -> sv.Detections:
-    """Automatic mask generator records (binary masks) -> Detections of class 0, in their order."""
+    """Automatic mask generator records (binary masks) -> Detections of the class ``object``, in
+    their order; boxes are the masks' (a record's own ``bbox`` is Meta's, one pixel short)."""
     if not records:
-        return sv.Detections(xyxy=np.zeros((0, 4), np.float32), mask=np.zeros((0, *image_hw), bool),
-                             class_id=np.zeros(0, int), confidence=np.zeros(0, np.float32))
-    xywh = np.array([r["bbox"] for r in records], np.float32)
-    return sv.Detections(
-        xyxy=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
-        mask=np.stack([r["segmentation"] for r in records]),
-        class_id=np.zeros(len(records), int),
-        confidence=np.array([r["predicted_iou"] for r in records], np.float32),
+        return empty_detections(*image_hw)
+    n = len(records)
+    return make_detections(
+        np.stack([r["segmentation"] for r in records]), [0] * n, ["object"] * n, [""] * n,
+        grounding_confidence=np.ones(n), sam_iou=[r["predicted_iou"] for r in records],
     )

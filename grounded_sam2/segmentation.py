@@ -10,6 +10,8 @@ import torch
 
 from segmenter import SAM2ImagePredictor, SAM2Model, build_sam2
 
+from .detections import empty_detections, make_detections, masks_to_xyxy
+
 
 @dataclass(frozen=True)
 class BoxRequest:
@@ -28,18 +30,6 @@ def given_box_requests(xyxy, class_ids, classes) -> List[BoxRequest]:
         BoxRequest(tuple(map(float, box)), int(c), 1.0, classes[int(c)])
         for box, c in zip(np.reshape(xyxy, (-1, 4)), np.ravel(class_ids))
     ]
-
-
-def empty_detections(height: int, width: int) -> sv.Detections:
-    """No detection: mask shaped (0, H, W), the same data keys as a non-empty result."""
-    return sv.Detections(
-        xyxy=np.zeros((0, 4), np.float32),
-        mask=np.zeros((0, height, width), bool),
-        class_id=np.zeros(0, int),
-        confidence=np.zeros(0, np.float32),
-        data={"class_name": np.array([], dtype=object), "prompt": np.array([], dtype=object),
-              "grounding_confidence": np.zeros(0, np.float32), "sam_iou": np.zeros(0, np.float32)},
-    )
 
 
 class BoxSegmenter:
@@ -69,8 +59,8 @@ class BoxSegmenter:
 
     @torch.no_grad()
     def segment(self, images: List[np.ndarray], requests: List[List[BoxRequest]]) -> List[sv.Detections]:
-        """Detections for RGB uint8 images and their boxes. Confidence = box confidence x SAM 2's
-        predicted IoU; both factors are kept in ``data``."""
+        """Detections for RGB uint8 images and their boxes (see :mod:`grounded_sam2.detections`):
+        confidence = box confidence x SAM 2's predicted IoU, both factors kept in ``data``."""
         self.predictor.set_image_batch(images)
         results = []
         for i, (image, boxes) in enumerate(zip(images, requests)):
@@ -81,29 +71,10 @@ class BoxSegmenter:
             xyxy = np.array([b.xyxy for b in boxes], np.float32)
             masks, iou, _ = self.predictor.predict_torch(boxes=torch.from_numpy(xyxy), multimask_output=False, img_idx=i)
             masks = masks[:, 0].cpu().numpy()
-            sam_iou = iou[:, 0].cpu().numpy().astype(np.float32)
-            box_confidence = np.array([b.confidence for b in boxes], np.float32)
-            if self.tighten_boxes:
-                xyxy = np.array([mask_box(m, fallback) for m, fallback in zip(masks, xyxy)], np.float32)
-            class_ids = np.array([b.class_id for b in boxes])
-            results.append(sv.Detections(
-                xyxy=xyxy,
-                mask=masks,
-                class_id=class_ids,
-                confidence=box_confidence * sam_iou,
-                data={
-                    "class_name": np.array([self.classes[c] for c in class_ids], dtype=object),
-                    "prompt": np.array([b.prompt for b in boxes], dtype=object),
-                    "grounding_confidence": box_confidence,
-                    "sam_iou": sam_iou,
-                },
+            class_ids = [b.class_id for b in boxes]
+            results.append(make_detections(
+                masks, class_ids, [self.classes[c] for c in class_ids], [b.prompt for b in boxes],
+                grounding_confidence=[b.confidence for b in boxes], sam_iou=iou[:, 0].float().cpu().numpy(),
+                xyxy=masks_to_xyxy(masks, fallback=xyxy) if self.tighten_boxes else xyxy,
             ))
         return results
-
-
-def mask_box(mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Tight XYXY box of a boolean mask (pixel edges), or ``fallback`` for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
-        return fallback
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)

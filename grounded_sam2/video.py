@@ -30,7 +30,8 @@ from segmenter.video_io import VideoInput
 
 from .errors import SettingsError
 from .model import GroundedSAM2
-from .segmentation import BoxRequest, mask_box
+from .detections import make_detections, masks_to_xyxy
+from .segmentation import BoxRequest
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,9 @@ class VideoTracker:
         """Confirm tracks with boxes (greedy by IoU, same class); count misses; return the boxes
         that match no track."""
         track_ids = [i for i in self.tracks if i in masks and masks[i].any()]
+        track_boxes = masks_to_xyxy(np.stack([masks[i] for i in track_ids])) if track_ids else []
         pairs = []
-        for t, track_id in enumerate(track_ids):
-            track_box = mask_box(masks[track_id], np.zeros(4, np.float32))
+        for t, (track_id, track_box) in enumerate(zip(track_ids, track_boxes)):
             for b, box in enumerate(boxes):
                 if box.class_id == self.tracks[track_id].class_id:
                     iou = _box_iou(track_box, np.asarray(box.xyxy, np.float32))
@@ -177,18 +178,12 @@ class VideoTracker:
         masks = np.zeros((0, *hw), bool) if logits is None else (logits[:, 0] > 0).cpu().numpy()
         keep = [k for k in range(len(obj_ids)) if masks[k].any()]
         tracks = [self.tracks[obj_ids[k]] for k in keep]
-        masks = masks[keep]
         classes = self.model.classes
-        return sv.Detections(
-            xyxy=np.array([mask_box(m, np.zeros(4, np.float32)) for m in masks], np.float32).reshape(-1, 4),
-            mask=masks,
-            class_id=np.array([t.class_id for t in tracks], int),
-            confidence=np.array([t.confidence for t in tracks], np.float32),
-            tracker_id=np.array([t.track_id for t in tracks], int),
-            data={
-                "class_name": np.array([classes[t.class_id] for t in tracks], dtype=object),
-                "prompt": np.array([t.prompt for t in tracks], dtype=object),
-            },
+        confidence = [t.confidence for t in tracks]
+        return make_detections(
+            masks[keep], [t.class_id for t in tracks], [classes[t.class_id] for t in tracks], [t.prompt for t in tracks],
+            grounding_confidence=confidence, sam_iou=np.full(len(tracks), np.nan), confidence=confidence,
+            tracker_id=[t.track_id for t in tracks],
         )
 
 

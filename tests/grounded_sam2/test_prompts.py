@@ -45,4 +45,4 @@ def test_refinement_with_a_negative_point_and_the_previous_mask(predictor):
     np.testing.assert_array_equal(refined.mask[0], expected[0] > 0.5)
     if refined.mask[0].any():
         ys, xs = np.nonzero(refined.mask[0])
-        np.testing.assert_allclose(refined.xyxy[0], [xs.min(), ys.min(), xs.max(), ys.max()])
+        np.testing.assert_allclose(refined.xyxy[0], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
