@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
 
@@ -12,7 +12,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=["grounded_sam2", "grounded_sam2.datasets", "grounded_sam2.ontologies", "segmenter", "segmenter.modeling", "segmenter.configs"],
+    packages=find_packages(include=["grounded_sam2", "grounded_sam2.*", "segmenter", "segmenter.*"])
+    + ["segmenter.configs", "grounded_sam2.ontologies"],
     # Top-level data folders install inside the packages that read them.
     package_dir={"segmenter.configs": "configs", "grounded_sam2.ontologies": "ontologies"},
     package_data={"segmenter.configs": ["*/*.yaml"], "grounded_sam2.ontologies": ["*.yaml"]},

@@ -59,10 +59,12 @@ from pathlib import Path
 
 from bench_common import machine_busy_seconds, own_cpu_seconds, synthetic_image  # puts the repository on sys.path
 
+# isort: split
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import segmenter  # noqa: E402
+
 from meta_reference import build_meta_model, import_meta_sam2, meta_config_name  # noqa: E402
 
 IMAGE_HW = (480, 640)
@@ -232,7 +234,9 @@ def parse_args(argv=None):
 def print_table(result, args):
     a = result["agreement"]
     header = f"{'':<28} {'ours ms':>9} {'Meta ms':>9} {'Meta/ours':>9} {'masks ours/Meta':>15} {'masks equal':>11}"
-    label = f"{args.points_per_side}x{args.points_per_side} pts, " + ("low thr" if args.low_thresholds else "default thr")
+    label = f"{args.points_per_side}x{args.points_per_side} pts, " + (
+        "low thr" if args.low_thresholds else "default thr"
+    )
     if args.fast_path:
         label += ", fast"
     print()
@@ -247,7 +251,10 @@ def print_table(result, args):
     print("Meta/ours > 1 means ours is faster (median ms per image).")
     print(f"other processes used at most {result['max_other_cpu_cores']:.2f} CPU cores on average during a timed run.")
     if result["max_other_cpu_cores"] > BUSY_CORES:
-        print(f"warning: that is more than {BUSY_CORES} cores; the timings are disturbed, run again on a quiet machine.")
+        print(
+            f"warning: that is more than {BUSY_CORES} cores; the timings are disturbed, "
+            "run again on a quiet machine."
+        )
     print(
         f"max |ours - Meta|: predicted_iou {a['predicted_iou_max_abs_diff']:.2e}, "
         f"stability_score {a['stability_score_max_abs_diff']:.2e}, point_coords {a['point_coords_max_abs_diff']:.2e}, "
@@ -296,7 +303,9 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"environment": env, "outputs_agree": ok, "ours_not_slower": faster, "result": result}, f, indent=2)
+            json.dump(
+                {"environment": env, "outputs_agree": ok, "ours_not_slower": faster, "result": result}, f, indent=2
+            )
         print(f"results written to {args.json}")
     return 0 if ok else 1
 

@@ -47,10 +47,12 @@ from pathlib import Path
 
 from bench_common import synthetic_image  # puts the repository on sys.path
 
+# isort: split
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import segmenter  # noqa: E402
+
 from meta_reference import build_meta_model, import_meta_sam2, meta_config_name  # noqa: E402
 
 IMAGE_SIZES = [(480, 640), (720, 1280), (600, 800), (512, 512)]  # (H, W)
@@ -298,7 +300,9 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"environment": env, "tolerance": args.tolerance, "outputs_agree": ok, "results": results}, f, indent=2)
+            json.dump(
+                {"environment": env, "tolerance": args.tolerance, "outputs_agree": ok, "results": results}, f, indent=2
+            )
         print(f"results written to {args.json}")
     return 0 if ok else 1
 

@@ -184,14 +184,16 @@ def run_worker(args) -> dict:
         input_bytes = write_images(tmp / "images", count)
         generate_s = time.perf_counter() - start
 
-        model = GroundedSAM2(ONTOLOGY, florence=str(args.florence), sam2=build_sam2(args.sam2_size, args.seed), device="cpu")
+        model = GroundedSAM2(
+            ONTOLOGY, florence=str(args.florence), sam2=build_sam2(args.sam2_size, args.seed), device="cpu"
+        )
         loaded_rss = current_rss_mib()
         peak_before = peak_rss_mib()
 
-        # when each batch's prediction ends (label() looks predict_batch up on the instance per
-        # batch): shows whether images/s drops as a run goes on
+        # when each batch's prediction ends (label() looks the pipeline's predict_batch up on the
+        # instance per batch): shows whether images/s drops as a run goes on
         batch_ends = []
-        predict_batch = model.predict_batch
+        predict_batch = model.pipeline.predict_batch
 
         def timed_predict_batch(*a, **kw):
             begin = time.perf_counter()
@@ -199,14 +201,15 @@ def run_worker(args) -> dict:
             batch_ends.append((time.perf_counter(), len(out), time.perf_counter() - begin))
             return out
 
-        model.predict_batch = timed_predict_batch
+        model.pipeline.predict_batch = timed_predict_batch
 
         busy_before, own_before = machine_busy_seconds(), own_cpu_seconds()
         sampler = RSSSampler()
         sampler.start()
         start = time.perf_counter()
         summary = model.label(
-            tmp / "images", output_folder=tmp / "dataset", format=args.format, batch_size=args.batch_size, progress=False
+            tmp / "images", output_folder=tmp / "dataset", format=args.format, batch_size=args.batch_size,
+            progress=False,
         )
         seconds = time.perf_counter() - start
         own_cpu = own_cpu_seconds() - own_before
@@ -324,7 +327,8 @@ def print_table(results, verdict) -> None:
     for r in results:
         print(
             f"{r['n']:>6} {r['seconds']:>9.1f} {r['images_per_s']:>9.2f} {r['rss_loaded_mib']:>15.0f} "
-            f"{r['peak_rss_mib']:>13.0f} {r['peak_minus_loaded_mib']:>16.0f} {r['rss_end_mib']:>12.0f} {r['objects']:>8} {r['other_cpu_cores']:>9.2f}"
+            f"{r['peak_rss_mib']:>13.0f} {r['peak_minus_loaded_mib']:>16.0f} {r['rss_end_mib']:>12.0f} "
+            f"{r['objects']:>8} {r['other_cpu_cores']:>9.2f}"
         )
     print()
     print("RSS loaded: current RSS after both models are built, before label(); peak RSS: ru_maxrss of the")
@@ -342,21 +346,32 @@ def print_table(results, verdict) -> None:
         status = "FLAT" if verdict["flat"] else "GROWS"
         print(
             f"peak RSS N={verdict['from_n']} -> N={verdict['to_n']}: {verdict['peak_growth_mib']:+.0f} MiB "
-            f"({verdict['peak_growth_relative']:+.1%}); limit {FLAT_RELATIVE:.0%} or {FLAT_ABSOLUTE_MIB:.0f} MiB: {status}"
+            f"({verdict['peak_growth_relative']:+.1%}); limit {FLAT_RELATIVE:.0%} or "
+            f"{FLAT_ABSOLUTE_MIB:.0f} MiB: {status}"
         )
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="50,500", help="comma-separated numbers of images (default 50,500)")
-    parser.add_argument("--format", default="yolo", choices=["yolo", "yolo-det", "coco"], help="dataset format (default yolo)")
-    parser.add_argument("--sam2-size", type=int, default=256, help="SAM 2 input size; 1024 is the real one (default 256)")
+    parser.add_argument(
+        "--format", default="yolo", choices=["yolo", "yolo-det", "coco"], help="dataset format (default yolo)"
+    )
+    parser.add_argument(
+        "--sam2-size", type=int, default=256, help="SAM 2 input size; 1024 is the real one (default 256)"
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="images per batch in label() (default 4)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in the workers (default: torch's default)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads in the workers (default: torch's default)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random SAM 2 weights (default 0)")
-    parser.add_argument("--florence", type=Path, default=None, help="existing tiny Florence-2 directory (default: one is made); a temporary copy is used")
+    parser.add_argument(
+        "--florence", type=Path, default=None,
+        help="existing tiny Florence-2 directory (default: one is made); a temporary copy is used",
+    )
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON to PATH")
-    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # internal: label N images, print JSON
+    # internal: label N images, print JSON
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]

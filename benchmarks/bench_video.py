@@ -106,6 +106,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # Meta's propagate_in_video draws a 
 
 from bench_common import REPO_ROOT, machine_busy_seconds, own_cpu_seconds, synthetic_image  # noqa: E402
 
+# isort: split
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -343,7 +344,9 @@ def bench_variant(variant: str, args, device, video, num_frames, hw, with_meta: 
         order = list(runners) if repeat % 2 == 0 else list(reversed(runners))
         for key in order:
             predictor, context = runners[key]
-            run = run_session(predictor, video, session_prompts, device, context, keep_masks=with_meta and key not in first_masks)
+            run = run_session(
+                predictor, video, session_prompts, device, context, keep_masks=with_meta and key not in first_masks
+            )
             if key not in first_masks and with_meta:
                 first_masks[key] = run["masks"]
             if key == "ours" and repeat == 0:
@@ -361,7 +364,10 @@ def bench_variant(variant: str, args, device, video, num_frames, hw, with_meta: 
 
     result = {"variant": segmenter.resolve_config(variant).name, "frames": num_frames, "objects": args.objects}
     for key in runners:
-        med = {part: statistics.median(t[part] for t in times[key]) for part in ("init_s", "add_s", "propagate_s", "total_s")}
+        med = {
+            part: statistics.median(t[part] for t in times[key])
+            for part in ("init_s", "add_s", "propagate_s", "total_s")
+        }
         result[key] = {
             **med,
             "propagate_fps": num_frames / med["propagate_s"],
@@ -374,7 +380,9 @@ def bench_variant(variant: str, args, device, video, num_frames, hw, with_meta: 
     result["max_other_cpu_cores"] = max(t["other_cpu_cores"] for ts in times.values() for t in ts)
     if with_meta:
         result["ratio_propagate_ours_over_meta_fps"] = result["ours"]["propagate_fps"] / result["meta"]["propagate_fps"]
-        result["ratio_end_to_end_ours_over_meta_fps"] = result["ours"]["end_to_end_fps"] / result["meta"]["end_to_end_fps"]
+        result["ratio_end_to_end_ours_over_meta_fps"] = (
+            result["ours"]["end_to_end_fps"] / result["meta"]["end_to_end_fps"]
+        )
         result["agreement"] = compare_masks(first_masks["ours"], first_masks["meta"])
 
     if args.profile:
@@ -393,7 +401,10 @@ def bench_variant(variant: str, args, device, video, num_frames, hw, with_meta: 
 
 def print_speed_table(results, args, with_meta: bool) -> None:
     print()
-    header = f"{'variant':<20} {'impl':<5} {'init s':>7} {'add s':>7} {'prop s':>8} {'prop FPS':>9} {'add+prop FPS':>12} {'e2e FPS':>8}"
+    header = (
+        f"{'variant':<20} {'impl':<5} {'init s':>7} {'add s':>7} {'prop s':>8} {'prop FPS':>9} "
+        f"{'add+prop FPS':>12} {'e2e FPS':>8}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
@@ -417,13 +428,17 @@ def print_speed_table(results, args, with_meta: bool) -> None:
             print(
                 f"  masks ({a['outputs_compared']} outputs): max |ours - Meta| {a['logits_max_abs_diff']:.3e} "
                 f"(max |Meta| {a['logits_max_abs']:.1f}, relative {a['logits_rel_diff']:.2e}), binary agreement "
-                f"{a['mask_agreement']:.6%}, absent-object frames (Meta) {a['absent_object_frames_meta']}, presence differs "
+                f"{a['mask_agreement']:.6%}, absent-object frames (Meta) "
+                f"{a['absent_object_frames_meta']}, presence differs "
                 f"{a['presence_differs']}; smallest |object score| (ours) {r['object_score_margin_ours']:.2f}"
             )
         published = META_PUBLISHED_FPS.get(r["variant"])
         if published and args.device == "cuda":
             print(f"  Meta's published figure for {r['variant']} (A100, bf16, compiled): {published} FPS")
-        print(f"  ours: reading, resizing and normalising a frame takes {r['ours_frame_loading_ms']:.1f} ms (inside propagate)")
+        print(
+            f"  ours: reading, resizing and normalising a frame takes {r['ours_frame_loading_ms']:.1f} ms "
+            "(inside propagate)"
+        )
         print(f"  other processes used at most {r['max_other_cpu_cores']:.2f} CPU cores during a timed session", end="")
         print(" (timings disturbed)" if r["max_other_cpu_cores"] > BUSY_CORES else "")
 
@@ -569,13 +584,15 @@ def run_long_video(args) -> dict:
     print("-" * len(header))
     for b, k in zip(bounded["samples"], full["samples"]):
         print(
-            f"{b['frames']:>7} | {b['stored_non_cond']:>15} {b['bank_mib']:>9.2f} {b['rss_mib']:>8.0f} {b['peak_rss_mib']:>9.0f} | "
+            f"{b['frames']:>7} | {b['stored_non_cond']:>15} {b['bank_mib']:>9.2f} {b['rss_mib']:>8.0f} "
+            f"{b['peak_rss_mib']:>9.0f} | "
             f"{k['stored_non_cond']:>16} {k['bank_mib']:>9.2f} {k['rss_mib']:>8.0f} {k['peak_rss_mib']:>9.0f}"
         )
     print()
     print(
         f"RSS before propagate_in_video: bounded {bounded['rss_before_propagate_mib']:.0f} MiB, keep-all "
-        f"{full['rss_before_propagate_mib']:.0f} MiB; frames/s: bounded {bounded['fps']:.1f}, keep-all {full['fps']:.1f}"
+        f"{full['rss_before_propagate_mib']:.0f} MiB; frames/s: bounded {bounded['fps']:.1f}, "
+        f"keep-all {full['fps']:.1f}"
     )
     print(
         f"bank per stored output (prompted frame 0 included): {bounded['bank_kib_per_output']:.1f} KiB at a "
@@ -594,19 +611,28 @@ def run_long_video(args) -> dict:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", nargs="+", default=["sam2.1_hiera_tiny"], help="variant names (default sam2.1_hiera_tiny)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
-    parser.add_argument("--compare", action="store_true", help="also run Meta's predictor (always on with --device cpu)")
-    parser.add_argument("--long-video", type=int, metavar="N", default=None, help="memory over N frames (see --long-image-size)")
     parser.add_argument(
-        "--long-image-size", type=int, default=LONG_IMAGE_SIZE, help=f"model input of --long-video (default {LONG_IMAGE_SIZE})"
+        "--variants", nargs="+", default=["sam2.1_hiera_tiny"], help="variant names (default sam2.1_hiera_tiny)"
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
+    parser.add_argument(
+        "--compare", action="store_true", help="also run Meta's predictor (always on with --device cpu)"
+    )
+    parser.add_argument(
+        "--long-video", type=int, metavar="N", default=None, help="memory over N frames (see --long-image-size)"
+    )
+    parser.add_argument(
+        "--long-image-size", type=int, default=LONG_IMAGE_SIZE,
+        help=f"model input of --long-video (default {LONG_IMAGE_SIZE})",
     )
     parser.add_argument("--long-worker", choices=["bounded", "keep-all"], help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=None, help="video length (default 16 on CPU, 200 on CUDA)")
     parser.add_argument("--objects", type=int, choices=[1, 2], default=None, help="1: click; 2: click + box")
     parser.add_argument("--repeats", type=int, default=3, help="timed sessions per predictor; median (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed 3-frame sessions per predictor (default 1)")
-    parser.add_argument("--fill-hole-area", type=int, default=0, help="ours' fill_hole_area (default 0, as Meta on CPU)")
+    parser.add_argument(
+        "--fill-hole-area", type=int, default=0, help="ours' fill_hole_area (default 0, as Meta on CPU)"
+    )
     parser.add_argument(
         "--batch-objects", choices=["auto", "on", "off"], default="auto",
         help="ours' batch_objects (default auto: the predictor's default, on for CUDA)",
@@ -694,7 +720,11 @@ def main(argv=None) -> int:
                      for r in results)
             print(f"outputs agree (relative tolerance {args.tolerance:g}): " + ("OK" if ok else "MISMATCH"))
             slower = [r["variant"] for r in results if r["ratio_propagate_ours_over_meta_fps"] < 1]
-            print("speed: ours is not slower than Meta's" if not slower else f"speed: ours is SLOWER than Meta's on {slower}")
+            print(
+                "speed: ours is not slower than Meta's"
+                if not slower
+                else f"speed: ours is SLOWER than Meta's on {slower}"
+            )
         output = {"environment": env, "tolerance": args.tolerance, "outputs_agree": ok, "results": results}
 
     if args.json:

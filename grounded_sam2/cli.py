@@ -1,14 +1,17 @@
 """The ``grounded-sam2`` command.
 
 Exit codes: 0 done; 1 done, but some inputs were skipped (listed in OUT/skipped.txt);
-2 bad usage, ontology, model or output folder (nothing labeled); 130 interrupted (run the same
-command again to resume).
+2 bad usage, ontology, model or output folder, or out of memory; 130 interrupted (run the same
+command again to resume). Any other error is a bug and shows its traceback.
+
+Options the user leaves out are left out of the call, so the library's defaults apply (they are
+written once, in the config dataclasses, and shown in ``--help`` from there).
 """
 
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 EXIT_OK, EXIT_SKIPPED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -23,6 +26,14 @@ Run the same command again to resume an interrupted run: finished images are ski
 Exit codes: 0 done, 1 some inputs skipped, 2 error (nothing labeled), 130 interrupted.
 """
 
+# option destinations, by what they configure
+PIPELINE_OPTIONS = ("grounder", "florence", "strategy", "num_beams", "min_confidence", "nms_threshold",
+                    "class_agnostic_nms", "min_box_area", "sam2", "tighten_boxes", "device")
+DATASET_OPTIONS = ("format", "split", "seed", "coco_mask_format")
+TRACKING_OPTIONS = ("every", "match_iou", "max_missed_keyframes")
+GENERATOR_OPTIONS = ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh",
+                     "box_nms_thresh", "crop_n_layers", "min_mask_region_area", "use_m2m")
+
 
 def _split(text: str):
     parts = [float(p) for p in text.split(",")]
@@ -33,38 +44,76 @@ def _split(text: str):
     return tuple(parts)
 
 
-def _add_segmentation_options(parser: argparse.ArgumentParser, boxes: bool = True) -> None:
-    """Options every dataset command shares (SAM 2, device, mask output, progress), plus the
-    box commands' batching and box tightening."""
-    parser.add_argument("--sam2", default="facebook/sam2.1-hiera-large",
-                        help="SAM 2 checkpoint: .pt path, hub id or variant name (default: facebook/sam2.1-hiera-large)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: best available)")
-    parser.add_argument("--coco-masks", choices=["rle", "polygon"], default="rle", help="COCO mask encoding (default rle)")
+def given(args: argparse.Namespace, names) -> Dict[str, Any]:
+    """The options among ``names`` that the user gave (argparse leaves the others None)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    parser.add_argument(name, action="store_true", default=None, help=help)
+
+
+def _add_output_options(parser: argparse.ArgumentParser, formats: List[str], default_format: str) -> None:
+    from .datasets.writer import DatasetConfig
+
+    parser.add_argument("--format", choices=formats, help="yolo: segmentation polygons; yolo-det: boxes; coco: "
+                                                          f"instance masks (default: {default_format})")
+    parser.add_argument("--coco-masks", dest="coco_mask_format", choices=["rle", "polygon"],
+                        help=f"COCO mask encoding (default: {DatasetConfig.coco_mask_format})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_split_options(parser: argparse.ArgumentParser) -> None:
+    from .datasets.writer import DatasetConfig
+
+    default = ",".join(f"{s:g}" for s in DatasetConfig.split[:2])
+    parser.add_argument("--split", type=_split, help=f"train,valid[,test] fractions (default: {default})")
+    parser.add_argument("--seed", type=int, help=f"seed of the split (default: {DatasetConfig.seed})")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, boxes: bool = True) -> None:
+    """SAM 2 and device, plus the box commands' batching and box tightening."""
+    from .labeling import DEFAULT_BATCH_SIZE
+    from .segmentation import SegmenterConfig
+
+    parser.add_argument("--sam2", help="SAM 2 checkpoint: .pt path, hub id or variant name "
+                                       f"(default: {SegmenterConfig.sam2})")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: best available)")
     if boxes:
-        parser.add_argument("--batch-size", type=int, default=4, help="images per batch (default 4)")
-        parser.add_argument("--tighten-boxes", action="store_true", help="replace boxes by their masks' bounding boxes")
+        parser.add_argument("--batch-size", type=int, help=f"images per batch (default: {DEFAULT_BATCH_SIZE})")
+        _flag(parser, "--tighten-boxes", "replace boxes by their masks' bounding boxes")
 
 
 def _add_grounding_options(parser: argparse.ArgumentParser) -> None:
-    """The text-grounded commands' ontology, output format, Florence-2 and box filters."""
+    """The text-grounded commands' ontology, grounding model and box filters."""
+    from .filters import FilterConfig
+    from .grounding import DEFAULT_GROUNDER, GROUNDERS, Florence2Config
+
     parser.add_argument("--ontology", required=True,
                         help="{prompt: class} as a YAML/JSON file, a JSON string, or a shipped name (coco80, example)")
-    parser.add_argument("--format", choices=["yolo", "yolo-det", "coco"], default="yolo",
-                        help="yolo: segmentation polygons; yolo-det: boxes; coco: instance masks (default: yolo)")
-    parser.add_argument("--florence", default="florence-community/Florence-2-large", help="Florence-2 hub id or directory")
-    parser.add_argument("--strategy", choices=["phrase_grounding", "open_vocabulary"], default="phrase_grounding",
-                        help="one caption with all prompts per image, or one request per prompt")
-    parser.add_argument("--min-confidence", type=float, default=0.0, help="minimum grounding confidence of a box")
-    parser.add_argument("--nms-threshold", type=float, default=0.7, help="box NMS IoU threshold; 1 disables")
-    parser.add_argument("--class-agnostic-nms", action="store_true", help="NMS across classes")
-    parser.add_argument("--min-box-area", type=float, default=0.0, help="minimum box area in pixels")
-    parser.add_argument("--num-beams", type=int, default=1, help="Florence-2 beam search width (1: greedy)")
+    parser.add_argument("--grounder", help=f"grounding model: {', '.join(GROUNDERS)}, optionally with ':<hub id or "
+                                           f"directory>' (default: {DEFAULT_GROUNDER})")
+    parser.add_argument("--florence", help=f"Florence-2 hub id or directory (default: {Florence2Config.checkpoint})")
+    parser.add_argument("--strategy", choices=["phrase_grounding", "open_vocabulary"],
+                        help=f"one caption with all prompts per image, or one request per prompt "
+                             f"(default: {Florence2Config.strategy})")
+    parser.add_argument("--num-beams", type=int,
+                        help=f"Florence-2 beam search width (default: {Florence2Config.num_beams}: greedy)")
+    parser.add_argument("--min-confidence", type=float,
+                        help=f"minimum grounding confidence of a box (default: {FilterConfig.min_confidence})")
+    parser.add_argument("--nms-threshold", type=float,
+                        help=f"box NMS IoU threshold; 1 disables (default: {FilterConfig.nms_threshold})")
+    _flag(parser, "--class-agnostic-nms", "NMS across classes")
+    parser.add_argument("--min-box-area", type=float,
+                        help=f"minimum box area in pixels (default: {FilterConfig.min_box_area})")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .labeling import generator_defaults
+    from .video import TrackingSettings
+
     parser = argparse.ArgumentParser(
-        prog="grounded-sam2", description="Label images with Florence-2 boxes and SAM 2 masks from a text ontology."
+        prog="grounded-sam2", description="Label images with grounding boxes and SAM 2 masks from a text ontology."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -75,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("images", type=Path, help="folder of images (searched recursively) or one image file")
     label.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder (not inside IMAGES)")
     _add_grounding_options(label)
-    _add_segmentation_options(label)
-    label.add_argument("--split", type=_split, default=(0.8, 0.2, 0.0), help="train,valid[,test] fractions (default 0.8,0.2)")
-    label.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
+    _add_output_options(label, ["yolo", "yolo-det", "coco"], "yolo")
+    _add_model_options(label)
+    _add_split_options(label)
 
     boxes = commands.add_parser(
         "segment-boxes",
@@ -88,48 +137,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     boxes.add_argument("dataset", type=Path, help="detection dataset: YOLO folder, COCO JSON or COCO split folders")
     boxes.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder")
-    boxes.add_argument("--format", choices=["yolo", "coco"], default="yolo", help="output format (default: yolo)")
-    _add_segmentation_options(boxes)
+    _add_output_options(boxes, ["yolo", "coco"], "yolo")
+    _add_model_options(boxes)
 
     everything = commands.add_parser(
         "segment-everything",
         help="class-agnostic masks of everything (SAM 2's automatic mask generator) as a dataset",
         description="Masks of every object, with one class 'object', from a grid of point prompts. Streams, resumes "
-                    "and reports bad inputs like 'label'. Exit codes: 0 done, 1 some inputs skipped, 2 error, 130 interrupted.",
+                    "and reports bad inputs like 'label'. Exit codes: 0 done, 1 some inputs skipped, 2 error, "
+                    "130 interrupted.",
     )
     everything.add_argument("images", type=Path, help="folder of images (searched recursively) or one image file")
-    everything.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder (not inside IMAGES)")
-    everything.add_argument("--format", choices=["coco", "yolo"], default="coco", help="output format (default: coco)")
-    everything.add_argument("--split", type=_split, default=(0.8, 0.2, 0.0), help="train,valid[,test] fractions")
-    everything.add_argument("--seed", type=int, default=0, help="seed of the split")
-    everything.add_argument("--points-per-side", type=int, default=32, help="point grid size (default 32)")
-    everything.add_argument("--points-per-batch", type=int, default=64, help="points per decoder call (default 64)")
-    everything.add_argument("--pred-iou-thresh", type=float, default=0.8, help="minimum predicted IoU (default 0.8)")
-    everything.add_argument("--stability-score-thresh", type=float, default=0.95, help="minimum stability (default 0.95)")
-    everything.add_argument("--box-nms-thresh", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
-    everything.add_argument("--crop-n-layers", type=int, default=0, help="layers of image crops (default 0)")
-    everything.add_argument("--min-mask-region-area", type=int, default=0, help="fill holes/remove specks up to this area")
-    everything.add_argument("--use-m2m", action="store_true", help="one refinement step with each mask as prompt")
-    _add_segmentation_options(everything, boxes=False)
+    everything.add_argument("-o", "--output", type=Path, required=True,
+                            help="output dataset folder (not inside IMAGES)")
+    _add_output_options(everything, ["coco", "yolo"], "coco")
+    _add_split_options(everything)
+    defaults = generator_defaults()
+    for name, kind, what in (
+        ("points_per_side", int, "point grid size"), ("points_per_batch", int, "points per decoder call"),
+        ("pred_iou_thresh", float, "minimum predicted IoU"), ("stability_score_thresh", float, "minimum stability"),
+        ("box_nms_thresh", float, "NMS IoU threshold"), ("crop_n_layers", int, "layers of image crops"),
+        ("min_mask_region_area", int, "fill holes/remove specks up to this area"),
+    ):
+        everything.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{what} (default: {defaults[name]})")
+    _flag(everything, "--use-m2m", "one refinement step with each mask as prompt")
+    _add_model_options(everything, boxes=False)
 
     video = commands.add_parser(
         "label-video",
         help="track the ontology's objects through a video into a frame dataset with track ids",
-        description="Florence-2 finds the objects on frame 0 and every K-th frame; SAM 2 tracks them in between. "
-                    "Writes every frame with its labels (train/), video.json (COCO with video, frame and track ids) "
-                    "and, with --annotated-video, annotated.mp4. Running the same command again after an "
+        description="The grounding model finds the objects on frame 0 and every K-th frame; SAM 2 tracks them in "
+                    "between. Writes every frame with its labels (train/), video.json (COCO with video, frame and "
+                    "track ids) and, with --annotated-video, annotated.mp4. Running the same command again after an "
                     "interruption tracks from the start and writes only the missing frames. "
                     "Exit codes: 0 done, 2 error, 130 interrupted.",
     )
-    video.add_argument("video", type=Path, help="video file (mp4, avi, mov, mkv...) or folder of numbered frames (00000.jpg...)")
+    video.add_argument("video", type=Path,
+                       help="video file (mp4, avi, mov, mkv...) or folder of numbered frames (00000.jpg...)")
     video.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder")
     _add_grounding_options(video)
-    _add_segmentation_options(video, boxes=False)
-    video.add_argument("--every", type=int, default=15, help="ground every K frames to find new objects (default 15)")
-    video.add_argument("--match-iou", type=float, default=0.5,
-                       help="box-to-track IoU that confirms a track on a keyframe (default 0.5)")
-    video.add_argument("--max-missed", type=int, default=1,
-                       help="keyframes in a row a track may go without a box before it ends (default 1)")
+    _add_output_options(video, ["yolo", "yolo-det", "coco"], "yolo")
+    _add_model_options(video, boxes=False)
+    video.add_argument("--every", type=int,
+                       help=f"ground every K frames to find new objects (default: {TrackingSettings.every})")
+    video.add_argument("--match-iou", type=float,
+                       help="box-to-track IoU that confirms a track on a keyframe "
+                            f"(default: {TrackingSettings.match_iou})")
+    video.add_argument("--max-missed", dest="max_missed_keyframes", type=int,
+                       help=f"keyframes in a row a track may go without a box before it ends "
+                            f"(default: {TrackingSettings.max_missed_keyframes})")
     video.add_argument("--annotated-video", action="store_true", help="also write annotated.mp4")
     video.add_argument("--no-video-json", action="store_true", help="do not write video.json")
 
@@ -185,72 +241,84 @@ def _memory_advice(args) -> str:
         return "Lower --points-per-batch, or --crop-n-layers, or use a smaller --sam2 variant."
     if args.command == "label-video":
         return "Use a smaller --sam2 variant or a shorter video."
-    return f"Lower --batch-size (now {args.batch_size}), or use smaller models (--sam2, --florence)."
+    from .labeling import DEFAULT_BATCH_SIZE
+
+    return (f"Lower --batch-size (now {args.batch_size or DEFAULT_BATCH_SIZE}), "
+            f"or use smaller models (--sam2, --florence).")
+
+
+def _existing(path: Path, what: str) -> Path:
+    from .errors import InputNotFoundError
+
+    if not path.exists():
+        raise InputNotFoundError(f"{what} not found: {path}")
+    return path
+
+
+def _dataset_config(args):
+    from .datasets.writer import DatasetConfig
+
+    return DatasetConfig(**given(args, DATASET_OPTIONS))
+
+
+def _segmenter_config(args):
+    from .segmentation import SegmenterConfig
+
+    return SegmenterConfig(**given(args, ("sam2", "tighten_boxes")))
 
 
 def _segment_boxes(args):
-    from .errors import InputNotFoundError
     from .labeling import segment_box_dataset
 
-    if not args.dataset.exists():
-        raise InputNotFoundError(f"dataset not found: {args.dataset}")
     return segment_box_dataset(
-        args.dataset, args.output, args.sam2, device=args.device, format=args.format, coco_mask_format=args.coco_masks,
-        tighten_boxes=args.tighten_boxes, batch_size=args.batch_size, progress=not args.no_progress,
+        _existing(args.dataset, "dataset"), args.output, _segmenter_config(args), _dataset_config(args),
+        progress=not args.no_progress, **given(args, ("device", "batch_size")),
     )
 
 
 def _segment_everything(args):
-    from .errors import InputNotFoundError
+    from .datasets.writer import DatasetConfig
     from .labeling import segment_everything
 
-    if not args.images.exists():
-        raise InputNotFoundError(f"input not found: {args.images}")
-    options = {name: getattr(args, name) for name in (
-        "points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh",
-        "crop_n_layers", "min_mask_region_area", "use_m2m")}
+    images = _existing(args.images, "input")
+    dataset = DatasetConfig(**{"format": "coco", **given(args, DATASET_OPTIONS)})
     return segment_everything(
-        args.images if args.images.is_dir() else [args.images], args.output, args.sam2, device=args.device,
-        format=args.format, split=args.split, seed=args.seed, coco_mask_format=args.coco_masks,
-        generator_options=options, progress=not args.no_progress,
+        images if images.is_dir() else [images], args.output, _segmenter_config(args), dataset,
+        generator_options=given(args, GENERATOR_OPTIONS), progress=not args.no_progress, **given(args, ("device",)),
     )
 
 
-def _grounded_model(args, source: Path):
-    """GroundedSAM2 from the grounding options, after the inputs are checked (before any model loads)."""
-    from .errors import InputNotFoundError
+def _pipeline(args, source: Path):
+    """The pipeline from the grounding options, after the inputs are checked (before any model loads)."""
+    from .config import PipelineConfig
     from .labeling import check_output_folder
-    from .model import GroundedSAM2
-    from .ontology import Ontology
+    from .pipeline import Pipeline
 
-    ontology = Ontology.load(args.ontology)
-    if not source.exists():
-        raise InputNotFoundError(f"input not found: {source}")
-    check_output_folder(source, args.output)
-    return GroundedSAM2(
-        ontology, florence=args.florence, sam2=args.sam2, device=args.device, strategy=args.strategy,
-        min_confidence=args.min_confidence, nms_threshold=None if args.nms_threshold >= 1 else args.nms_threshold,
-        class_agnostic_nms=args.class_agnostic_nms, min_box_area=args.min_box_area,
-        tighten_boxes=getattr(args, "tighten_boxes", False), num_beams=args.num_beams,
-    )
+    options = given(args, PIPELINE_OPTIONS)
+    if options.get("nms_threshold", 0.0) >= 1:
+        options["nms_threshold"] = None  # off
+    config = PipelineConfig.from_options(args.ontology, **options)
+    check_output_folder(_existing(source, "input"), args.output)
+    return Pipeline(config)
 
 
 def _label(args):
-    model = _grounded_model(args, args.images)
-    return model.label(
-        args.images if args.images.is_dir() else [args.images], output_folder=args.output, format=args.format,
-        split=args.split, seed=args.seed, coco_mask_format=args.coco_masks, batch_size=args.batch_size,
-        progress=not args.no_progress,
+    from .labeling import label_folder
+
+    pipeline = _pipeline(args, args.images)
+    return label_folder(
+        pipeline, args.images if args.images.is_dir() else [args.images], args.output, _dataset_config(args),
+        progress=not args.no_progress, **given(args, ("batch_size",)),
     )
 
 
 def _label_video(args):
+    from .video import TrackingSettings
     from .video_labeling import label_video
 
-    model = _grounded_model(args, args.video)
+    pipeline = _pipeline(args, args.video)
     return label_video(
-        model, args.video, args.output, format=args.format, every=args.every, match_iou=args.match_iou,
-        max_missed_keyframes=args.max_missed, coco_mask_format=args.coco_masks,
+        pipeline, args.video, args.output, _dataset_config(args), TrackingSettings(**given(args, TRACKING_OPTIONS)),
         video_json=not args.no_video_json, annotated_video=args.annotated_video, progress=not args.no_progress,
     )
 

@@ -80,11 +80,12 @@ def make_detections(
     n = len(mask)
     grounding_confidence = np.asarray(grounding_confidence, np.float32).reshape(n)
     sam_iou = np.asarray(sam_iou, np.float32).reshape(n)
+    confidence = grounding_confidence * sam_iou if confidence is None else np.asarray(confidence, np.float32).reshape(n)
     return sv.Detections(
         xyxy=masks_to_xyxy(mask) if xyxy is None else np.asarray(xyxy, np.float32).reshape(n, 4),
         mask=mask,
         class_id=np.asarray(class_id, int).reshape(n),
-        confidence=(grounding_confidence * sam_iou if confidence is None else np.asarray(confidence, np.float32).reshape(n)),
+        confidence=confidence,
         tracker_id=None if tracker_id is None else np.asarray(tracker_id, int).reshape(n),
         data={
             "class_name": np.array(list(class_name), dtype=object).reshape(n),

@@ -1,22 +1,44 @@
-"""Labeling a whole folder: images in batches through a predict function, each image's labels
-streamed to the dataset writer, bad inputs skipped and reported, finished images skipped on
-resume. Memory does not grow with the number of images."""
+"""Labeling a whole folder into a dataset, in two parts that other runners reuse:
 
+- :func:`label_batch`, the pure per-image work: load (EXIF decision included) and predict, with
+  a per-image fallback, returning one :class:`~grounded_sam2.datasets.writer.ImageResult` per
+  input (detections, or the reason it was skipped); it writes nothing;
+- :func:`label_images`, the loop that commits each result with a
+  :class:`~grounded_sam2.datasets.writer.DatasetWriter` as soon as it exists, skips images an
+  earlier run finished, shows progress and stops when the same prediction error repeats.
+
+Memory does not grow with the number of images. :func:`label_folder` (text-grounded),
+:func:`segment_box_dataset` (boxes you have) and :func:`segment_everything` (automatic masks)
+are the three datasets built on them.
+"""
+
+import dataclasses
+import inspect
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import supervision as sv
 
-from .datasets.sources import SourceImage
-from .errors import SettingsError
-from .datasets.writer import DatasetSpec, DatasetWriter
-from .detections import empty_detections, make_detections
+from segmenter import SAM2AutomaticMaskGenerator
+from segmenter.device import resolve_device
+
+from .datasets.box_sources import read_box_dataset
+from .datasets.sources import IMAGE_EXTENSIONS, SourceImage, find_images
+from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
+from .errors import SettingsError, is_out_of_memory
+from .images import is_stored_rotated, to_rgb_uint8
+from .pipeline import Pipeline
+from .segmentation import Segmenter, SegmenterConfig, automatic_detections, given_box_requests
 
 # predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
 PredictFn = Callable[[List[np.ndarray], List[SourceImage]], List[sv.Detections]]
+DEFAULT_BATCH_SIZE = 4  # images per predict call
+STOP_AFTER_SAME_FAILURES = 3  # predictions in a row failing the same way stop the run
+InputFolder = Union[str, Path, Sequence[Union[str, Path]]]
 
 
 @dataclass
@@ -27,7 +49,7 @@ class LabelSummary:
     images: int = 0  # inputs found
     labeled: int = 0  # labeled by this run
     already_done: int = 0  # finished by an earlier run
-    skipped: List[Tuple[Path, str]] = field(default_factory=list)
+    skipped: List[Tuple[Path, str]] = field(default_factory=list)  # by this run
     objects_per_class: Dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -52,152 +74,195 @@ def check_output_folder(source: Union[str, Path, Sequence], output: Path) -> Non
             raise SettingsError(f"the output folder {output} is inside the input folder {source}; choose another")
 
 
-def load_image(path: Path):
-    """(RGB uint8 array, None) or (None, reason) for an input that cannot be used."""
-    from .model import to_rgb_uint8
+# --- the per-image work ---------------------------------------------------------------------------
 
+
+def load_image(source: SourceImage) -> ImageResult:
+    """The input's upright RGB pixels and whether its file stores them rotated, or the reason it
+    cannot be used (unreadable, truncated, not an image, empty)."""
     try:
-        if path.stat().st_size == 0:
-            return None, "empty file"
-        return to_rgb_uint8(path), None
-    except Exception as e:  # unreadable, truncated, not an image, too large: skip, report
-        return None, str(e).splitlines()[0] if str(e) else type(e).__name__
+        if source.path.stat().st_size == 0:
+            return ImageResult(source, skip_reason="empty file")
+        return ImageResult(source, to_rgb_uint8(source.path), stored_rotated=is_stored_rotated(source.path))
+    except Exception as e:  # any failure to decode is a property of the input: skip, report
+        return ImageResult(source, skip_reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
-def run_labeling(
+def label_batch(sources: Sequence[SourceImage], predict: PredictFn) -> List[ImageResult]:
+    """Load and predict a batch: one result per input, in order. Inputs that cannot be read are
+    skipped; when the batch's prediction fails, its images are predicted one by one, so that one
+    bad input is skipped (with the error) instead of failing the others."""
+    results = [load_image(source) for source in sources]
+    _predict_into([r for r in results if r.rgb is not None], predict)
+    return results
+
+
+def _predict_into(loaded: List[ImageResult], predict: PredictFn) -> None:
+    if not loaded:
+        return
+    try:
+        for result, detections in zip(loaded, predict([r.rgb for r in loaded], [r.source for r in loaded])):
+            result.detections = detections
+        return
+    except Exception as e:
+        if len(loaded) == 1:
+            loaded[0].skip_reason = f"labeling failed: {traceback.format_exception_only(type(e), e)[-1].strip()}"
+            loaded[0].error = e
+            return
+        if is_out_of_memory(e):
+            _free_device_memory()
+    for result in loaded:
+        _predict_into([result], predict)
+
+
+def _free_device_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _failure_site(error: BaseException) -> Tuple[str, str, int]:
+    """Where an error was raised: its type and the innermost frame (file, line)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    last = frames[-1] if frames else None
+    return type(error).__name__, last.filename if last else "", last.lineno if last else 0
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+
+def label_images(
     images: List[SourceImage],
-    output: Union[str, Path],
-    spec: DatasetSpec,
+    writer: DatasetWriter,
     predict: PredictFn,
-    batch_size: int = 4,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
-    assigned_splits: Optional[Dict[str, str]] = None,
 ) -> LabelSummary:
-    """Label ``images`` into the dataset ``output`` (see :class:`DatasetWriter`)."""
+    """Label ``images`` into ``writer``'s dataset, committing each result as soon as it exists,
+    then finalize the dataset. Stops, raising the error, when :data:`STOP_AFTER_SAME_FAILURES`
+    predictions in a row fail the same way (same error type, raised at the same place): that is
+    a systematic problem, not a bad input."""
     from tqdm.auto import tqdm
 
-    output = Path(output)
-    writer = DatasetWriter(output, spec, assigned_splits)
-    summary = LabelSummary(output, images=len(images))
+    if batch_size < 1:
+        raise SettingsError(f"batch_size must be at least 1, got {batch_size}")
+    summary = LabelSummary(writer.output, images=len(images))
     todo = [image for image in images if not writer.is_done(image)]
     summary.already_done = len(images) - len(todo)
+    failures: List[BaseException] = []
     with tqdm(total=len(todo), unit="img", desc="labeling", disable=not progress) as bar:
         for start in range(0, len(todo), batch_size):
-            loaded = []
-            for image in todo[start : start + batch_size]:
-                array, reason = load_image(image.path)
-                if reason:
-                    summary.skipped.append((image.path, reason))
-                    bar.update(1)
-                else:
-                    loaded.append((image, array))
-            for (image, array), detections in _predict_all(predict, loaded, summary):
-                writer.write(image, array, detections.class_id, detections.mask, detections.xyxy, detections.confidence)
-                summary.labeled += 1
+            for result in label_batch(todo[start : start + batch_size], predict):
+                writer.commit(result)
                 bar.update(1)
-    counts: Counter = writer.finalize(summary.skipped)
-    summary.objects_per_class = {name: counts.get(name, 0) for name in spec.classes}
+                if result.detections is not None:
+                    summary.labeled += 1
+                    failures = []
+                    continue
+                summary.skipped.append((result.source.path, result.skip_reason))
+                if result.error is not None:
+                    failures = _repeated(failures, result.error)
+    counts: Counter = writer.finalize()
+    summary.objects_per_class = {name: counts.get(name, 0) for name in writer.classes}
     return summary
 
 
-def _predict_all(predict: PredictFn, loaded, summary: LabelSummary):
-    """Predictions for a batch; when the batch fails, image by image so one bad input is skipped
-    and reported instead of stopping the run."""
-    if not loaded:
-        return []
-    try:
-        return list(zip(loaded, predict([a for _, a in loaded], [i for i, _ in loaded])))
-    except Exception:
-        if len(loaded) == 1:
-            image, _ = loaded[0]
-            import traceback
+def _repeated(failures: List[BaseException], error: BaseException) -> List[BaseException]:
+    """The run of failures in a row that fail like ``error``; raises ``error`` when it is long
+    enough to stop."""
+    failures = [f for f in failures if _failure_site(f) == _failure_site(error)] + [error]
+    if len(failures) >= STOP_AFTER_SAME_FAILURES:
+        note = (f"grounded-sam2: {len(failures)} images in a row failed with this error; stopping instead of "
+                f"skipping every image")
+        if hasattr(error, "add_note"):
+            error.add_note(note)
+        raise error
+    return failures
 
-            summary.skipped.append((image.path, f"labeling failed: {traceback.format_exc(limit=1).splitlines()[-1]}"))
-            return []
-    results = []
-    for item in loaded:
-        results += _predict_all(predict, [item], summary)
-    return results
+
+# --- the three datasets ---------------------------------------------------------------------------
+
+
+def label_folder(
+    pipeline: Pipeline,
+    source: InputFolder,
+    output: Union[str, Path],
+    dataset: DatasetConfig = DatasetConfig(),
+    extension: Optional[str] = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+) -> LabelSummary:
+    """Label a folder (searched recursively; ``extension`` restricts the search to one, any
+    case) or a list of images with ``pipeline`` into the dataset ``output``. Running it again
+    resumes; a different configuration is refused."""
+    check_output_folder(source, Path(output))
+    images = find_images(source, [extension] if extension else IMAGE_EXTENSIONS)
+    provenance = {"pipeline": pipeline.describe(), "batch_size": batch_size}
+    writer = DatasetWriter(Path(output), dataset, pipeline.classes, provenance)
+    return label_images(images, writer, lambda arrays, _: pipeline.predict_batch(arrays), batch_size, progress)
 
 
 def segment_box_dataset(
     source: Union[str, Path],
     output: Union[str, Path],
-    sam2,
+    segmenter: SegmenterConfig = SegmenterConfig(),
+    dataset: DatasetConfig = DatasetConfig(),
     device=None,
-    format: str = "yolo",
-    coco_mask_format: str = "rle",
-    tighten_boxes: bool = False,
-    batch_size: int = 4,
-    progress: bool = True,
     bf16: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
 ) -> LabelSummary:
     """Turn a YOLO or COCO detection dataset into a segmentation dataset: SAM 2 masks for its
     boxes, its classes and splits kept (what ultralytics' ``yolo_bbox2segment`` does), with the
-    same streaming, resume and formats as labeling."""
-    from segmenter.device import resolve_device
-
-    from .datasets.box_sources import read_box_dataset
-    from .segmentation import BoxSegmenter, given_box_requests
-
+    same streaming, resume and formats as labeling (``dataset.split`` is ignored)."""
     check_output_folder(source, Path(output))
-    dataset = read_box_dataset(Path(source))
-    segmenter = BoxSegmenter(sam2, dataset.classes, resolve_device(device), bf16, tighten_boxes)
-    settings = {"source": str(Path(source).resolve()), "sam2": str(sam2), "tighten_boxes": tighten_boxes}
-    spec = DatasetSpec(format, dataset.classes, None, 0, coco_mask_format, settings)
+    boxes = read_box_dataset(Path(source))
+    model = Segmenter(segmenter, resolve_device(device), bf16)
+    provenance = {"source": str(Path(source).resolve()), "segmenter": model.describe(),
+                  "placement": {"device": model.device.type, "bf16": bf16}, "batch_size": batch_size}
+    writer = DatasetWriter(Path(output), dataclasses.replace(dataset, split=None), boxes.classes, provenance,
+                           assigned_splits=boxes.splits)
 
     def predict(arrays: List[np.ndarray], sources: List[SourceImage]) -> List[sv.Detections]:
-        requests = [
-            given_box_requests(*dataset.boxes_for(image, *array.shape[:2]), dataset.classes)
-            for array, image in zip(arrays, sources)
-        ]
-        return segmenter.segment(arrays, requests)
+        requests = [given_box_requests(*boxes.boxes_for(image, *array.shape[:2]), boxes.classes)
+                    for array, image in zip(arrays, sources)]
+        return model.segment(arrays, requests)
 
-    return run_labeling(dataset.images, output, spec, predict, batch_size, progress, assigned_splits=dataset.splits)
+    return label_images(boxes.images, writer, predict, batch_size, progress)
 
 
 def segment_everything(
-    source: Union[str, Path, Sequence[Union[str, Path]]],
+    source: InputFolder,
     output: Union[str, Path],
-    sam2,
+    segmenter: SegmenterConfig = SegmenterConfig(),
+    dataset: DatasetConfig = DatasetConfig(format="coco"),
+    generator_options: Optional[Dict[str, Any]] = None,
     device=None,
-    format: str = "coco",
-    split: Tuple[float, float, float] = (0.8, 0.2, 0.0),
-    seed: int = 0,
-    coco_mask_format: str = "rle",
-    generator_options: Optional[Dict[str, object]] = None,
-    progress: bool = True,
     bf16: bool = True,
+    progress: bool = True,
 ) -> LabelSummary:
     """Class-agnostic masks of everything in every image (SAM 2's automatic mask generator),
     written as a dataset with one class, ``object``; streams, resumes and reports bad inputs
-    like labeling. ``generator_options`` go to :class:`segmenter.SAM2AutomaticMaskGenerator`;
-    a mask's confidence is its predicted IoU."""
-    from segmenter import SAM2AutomaticMaskGenerator, SAM2Model, build_sam2
-    from segmenter.device import resolve_device
-
-    from .datasets.sources import find_images
-
+    like labeling. ``generator_options`` go to :class:`segmenter.SAM2AutomaticMaskGenerator`
+    (its defaults for the others; the manifest records them all); a mask's confidence is its
+    predicted IoU."""
     check_output_folder(source, Path(output))
     options = dict(generator_options or {})
-    model = sam2 if isinstance(sam2, SAM2Model) else build_sam2(None, sam2, device=resolve_device(device))
-    generator = SAM2AutomaticMaskGenerator(model, bf16=bf16, **options)
-    settings = {"sam2": str(sam2) if not isinstance(sam2, SAM2Model) else "in-memory model", "generator": options}
-    spec = DatasetSpec(format, ("object",), tuple(split), seed, coco_mask_format, settings)
+    model = Segmenter(segmenter, resolve_device(device), bf16)
+    generator = model.mask_generator(**options)
+    provenance = {"segmenter": model.describe(), "placement": {"device": model.device.type, "bf16": bf16},
+                  "generator": {**generator_defaults(), **options}}
+    writer = DatasetWriter(Path(output), dataset, ("object",), provenance)
 
     def predict(arrays: List[np.ndarray], _) -> List[sv.Detections]:
-        return [_records_to_detections(generator.generate(array), array.shape[:2]) for array in arrays]
+        return [automatic_detections(generator.generate(array), array.shape[:2]) for array in arrays]
 
-    return run_labeling(find_images(source), output, spec, predict, batch_size=1, progress=progress)
+    return label_images(find_images(source), writer, predict, batch_size=1, progress=progress)
 
 
-def _records_to_detections(records: List[dict], image_hw: Tuple[int, int]) -> sv.Detections:
-    """Automatic mask generator records (binary masks) -> Detections of the class ``object``, in
-    their order; boxes are the masks' (a record's own ``bbox`` is Meta's, one pixel short)."""
-    if not records:
-        return empty_detections(*image_hw)
-    n = len(records)
-    return make_detections(
-        np.stack([r["segmentation"] for r in records]), [0] * n, ["object"] * n, [""] * n,
-        grounding_confidence=np.ones(n), sam_iou=[r["predicted_iou"] for r in records],
-    )
+def generator_defaults() -> Dict[str, Any]:
+    """The automatic mask generator's keyword defaults, read from its signature (so that they
+    are written once), except ``bf16``, which the manifest records with the device."""
+    parameters = inspect.signature(SAM2AutomaticMaskGenerator.__init__).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty and p.name != "bf16"}

@@ -48,9 +48,13 @@ class Ontology:
         """Unique class names in first-seen order; a class's id is its index."""
         return tuple(dict.fromkeys(self.prompt_classes))
 
+    def class_of(self, prompt: str) -> str:
+        """The class name of one of the prompts."""
+        return self.prompt_classes[self.prompts.index(prompt)]
+
     def class_id(self, prompt: str) -> int:
         """The class id of one of the prompts."""
-        return self.classes.index(self.prompt_classes[self.prompts.index(prompt)])
+        return self.classes.index(self.class_of(prompt))
 
     def to_dict(self) -> Dict[str, str]:
         """{prompt: class}, the format files and autodistill's CaptionOntology use."""

@@ -26,7 +26,7 @@ _PATCH_STRIDES = (4, 2)
 
 def _byte_level_vocab() -> Tuple[Dict[str, int], List[str]]:
     """GPT-2 style byte-level alphabet: every byte is one token, no merges."""
-    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars, extra = [], 0
     for b in range(256):
         if b in visible:
@@ -70,7 +70,7 @@ def make_tiny_florence2(directory: Union[str, Path], seed: int = 0) -> Path:
     )
     image_processor.image_seq_length = tokens_per_side**2 + 1
     post_processor_config = {
-        "ocr": {"pattern": r"(.+?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>", "area_threshold": 0.0},
+        "ocr": {"pattern": r"(.+?)" + r"<loc_(\d+)>" * 8, "area_threshold": 0.0},
         "phrase_grounding": {"banned_grounding_tokens": _BANNED_GROUNDING_TOKENS},
         "pure_text": {},
         "description_with_bboxes": {},

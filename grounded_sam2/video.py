@@ -12,14 +12,15 @@ Keyframes are frame 0 and every ``every``-th frame after it. On a keyframe:
 Between keyframes every live track is propagated by SAM 2's memory. An object is labeled from
 the keyframe where it is first found: lower ``every`` to find objects sooner.
 
-Output per frame: ``sv.Detections`` with boolean masks, ``tracker_id`` (the track id),
-``class_id``, ``confidence`` (the grounding confidence of the box that started or last confirmed
-the track) and ``data["class_name"]``/``data["prompt"]``. Objects whose mask is empty on a frame
-(occluded, out of view) are left out of that frame.
+Output per frame: ``sv.Detections`` (the schema of :mod:`grounded_sam2.detections`) with
+boolean masks, ``tracker_id`` (the track id), ``class_id``, ``confidence`` (the grounding
+confidence of the box that started or last confirmed the track; ``sam_iou`` is NaN, the video
+predictor gives none). Objects whose mask is empty on a frame (occluded, out of view) are left
+out of that frame.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import supervision as sv
@@ -28,10 +29,12 @@ import torch
 from segmenter import SAM2VideoPredictor
 from segmenter.video_io import VideoInput
 
+from .detections import empty_detections, make_detections, masks_to_xyxy
 from .errors import SettingsError
-from .model import GroundedSAM2
-from .detections import make_detections, masks_to_xyxy
 from .segmentation import BoxRequest
+
+# ground(RGB uint8 frames) -> the boxes to track on each (e.g. Pipeline.ground)
+GroundFn = Callable[[List[np.ndarray]], List[List[BoxRequest]]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Track:
 
     track_id: int
     class_id: int
+    class_name: str
     prompt: str
     confidence: float  # of the box that started or last confirmed it
     missed: int = 0  # keyframes in a row without a matching box
@@ -75,19 +79,19 @@ class TrackedFrame:
 
 @dataclass
 class VideoTracker:
-    """Runs text-grounded tracking over one video; iterate :meth:`frames` for the results."""
+    """Runs text-grounded tracking over one video; iterate :meth:`frames` for the results.
 
-    model: GroundedSAM2
+    ``ground`` finds the boxes on keyframes (:meth:`grounded_sam2.pipeline.Pipeline.ground`) and
+    ``predictor`` tracks them (:class:`segmenter.SAM2VideoPredictor` or an object with its API)."""
+
+    ground: GroundFn
+    predictor: SAM2VideoPredictor
     video: VideoInput
     settings: TrackingSettings = field(default_factory=TrackingSettings)
-    predictor: Optional[SAM2VideoPredictor] = None  # default: one over the model's SAM 2
     tracks: Dict[int, Track] = field(default_factory=dict, init=False)  # live tracks by id
     started: int = field(default=0, init=False)  # tracks started so far
 
     def __post_init__(self) -> None:
-        if self.predictor is None:
-            sam = self.model.segmenter.predictor
-            self.predictor = SAM2VideoPredictor(sam.model, bf16=sam.bf16)
         self.state = self.predictor.init_state(self.video, offload_video_to_cpu=True)
 
     @property
@@ -121,7 +125,7 @@ class VideoTracker:
     def _keyframe(self, index: int, propagated: Optional[Tuple[List[int], torch.Tensor]]) -> TrackedFrame:
         """Ground a keyframe, match its boxes to the tracks, end and start tracks."""
         rgb = self.state.frames.original(index)
-        boxes = self.model.ground([rgb])[0]
+        boxes = self.ground([rgb])[0]
         obj_ids, logits = propagated if propagated is not None else ([], None)
         masks = {i: (logits[k, 0] > 0).cpu().numpy() for k, i in enumerate(obj_ids)}
         unmatched_boxes = self._match(boxes, masks)
@@ -132,7 +136,7 @@ class VideoTracker:
                 self.predictor.remove_object(self.state, track_id, need_output=False)
         for box in unmatched_boxes:
             self.started += 1
-            track = Track(self.started, box.class_id, box.prompt, box.confidence)
+            track = Track(self.started, box.class_id, box.class_name, box.prompt, box.confidence)
             self.tracks[track.track_id] = track
             _, obj_ids, logits = self.predictor.add_new_points_or_box(self.state, index, track.track_id, box=box.xyxy)
             obj_ids = list(obj_ids)
@@ -175,13 +179,14 @@ class VideoTracker:
 
     def _detections(self, obj_ids: Sequence[int], logits: Optional[torch.Tensor], hw: Tuple[int, int]) -> sv.Detections:
         """Detections of the tracks with a non-empty mask, in track order."""
-        masks = np.zeros((0, *hw), bool) if logits is None else (logits[:, 0] > 0).cpu().numpy()
+        if logits is None:
+            return empty_detections(*hw, tracked=True)
+        masks = (logits[:, 0] > 0).cpu().numpy()
         keep = [k for k in range(len(obj_ids)) if masks[k].any()]
         tracks = [self.tracks[obj_ids[k]] for k in keep]
-        classes = self.model.classes
         confidence = [t.confidence for t in tracks]
         return make_detections(
-            masks[keep], [t.class_id for t in tracks], [classes[t.class_id] for t in tracks], [t.prompt for t in tracks],
+            masks[keep], [t.class_id for t in tracks], [t.class_name for t in tracks], [t.prompt for t in tracks],
             grounding_confidence=confidence, sam_iou=np.full(len(tracks), np.nan), confidence=confidence,
             tracker_id=[t.track_id for t in tracks],
         )

@@ -11,6 +11,7 @@ again tracks the video from its first frame. The results are the same, frames al
 dataset are not written again, and ``video.json`` and the MP4 are rewritten whole.
 """
 
+import dataclasses
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,9 +21,9 @@ import numpy as np
 
 from .datasets.sources import SourceImage
 from .datasets.video_exports import AnnotatedVideoWriter, VideoJsonWriter
-from .datasets.writer import DatasetSpec, DatasetWriter
+from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
 from .labeling import check_output_folder
-from .model import GroundedSAM2
+from .pipeline import Pipeline
 from .video import TrackingSettings, VideoTracker
 
 
@@ -49,40 +50,34 @@ class VideoLabelSummary:
 
 
 def label_video(
-    model: GroundedSAM2,
+    pipeline: Pipeline,
     video: Union[str, Path, Sequence[np.ndarray]],
     output: Union[str, Path],
-    format: str = "yolo",
-    every: int = 15,
-    match_iou: float = 0.5,
-    max_missed_keyframes: int = 1,
-    coco_mask_format: str = "rle",
+    dataset: DatasetConfig = DatasetConfig(),
+    tracking: TrackingSettings = TrackingSettings(),
     video_json: bool = True,
     annotated_video: bool = False,
     progress: bool = True,
 ) -> VideoLabelSummary:
     """Label every frame of a video (file, folder of numbered frames, or list of RGB arrays)
-    into ``output``; see the module docstring and :class:`grounded_sam2.video.TrackingSettings`
-    for ``every``, ``match_iou`` and ``max_missed_keyframes``. Raises
-    :class:`segmenter.VideoError` for a video that cannot be read."""
+    with ``pipeline`` into ``output`` (``dataset``'s format and mask encoding; every frame in
+    train); see the module docstring, and :class:`grounded_sam2.video.TrackingSettings` for
+    ``tracking``. Raises :class:`segmenter.VideoError` for a video that cannot be read."""
     from tqdm.auto import tqdm
 
     output = Path(output)
-    settings = TrackingSettings(every, match_iou, max_missed_keyframes)
     if isinstance(video, (str, Path)):
         check_output_folder(video, output)
-    tracker = VideoTracker(model, video, settings)
+    tracker = VideoTracker(pipeline.ground, pipeline.segmenter.video_predictor(), video, tracking)
     frames = tracker.state.frames
     stem = Path(video).stem if isinstance(video, (str, Path)) else "video"
     names = [f"{stem}_{name}" for name in frames.names]
-    spec = DatasetSpec(
-        format, tuple(model.classes), split=None, coco_mask_format=coco_mask_format,
-        settings={**model.settings, "video": str(video) if isinstance(video, (str, Path)) else "arrays",
-                  "tracking": asdict(settings)},
-    )
-    writer = DatasetWriter(output, spec, assigned_splits={name: "train" for name in names})
+    provenance = {"pipeline": pipeline.describe(), "video": str(Path(video).resolve()) if isinstance(video, (str, Path))
+                  else "arrays", "tracking": asdict(tracking)}
+    writer = DatasetWriter(output, dataclasses.replace(dataset, split=None), pipeline.classes, provenance,
+                           assigned_splits={name: "train" for name in names})
     width, height = frames.video_width, frames.video_height
-    json_writer = VideoJsonWriter(output, model.classes, stem, width, height, frames.fps) if video_json else None
+    json_writer = VideoJsonWriter(output, pipeline.classes, stem, width, height, frames.fps) if video_json else None
     mp4_writer = AnnotatedVideoWriter(output, width, height, frames.fps) if annotated_video else None
     summary = VideoLabelSummary(output, frames=len(frames))
     counts: Counter = Counter()
@@ -94,7 +89,7 @@ def label_video(
                 if writer.is_done(source):
                     summary.already_done += 1
                 else:
-                    writer.write(source, frame.rgb, d.class_id, d.mask, d.xyxy, d.confidence)
+                    writer.commit(ImageResult(source, frame.rgb, detections=d))
                     summary.labeled += 1
                 counts.update(d.data["class_name"].tolist())
                 if json_writer:
@@ -106,11 +101,11 @@ def label_video(
         if mp4_writer:
             mp4_writer.discard()
         raise
-    writer.finalize([])
+    writer.finalize()
     if json_writer:
         json_writer.close()
     if mp4_writer:
         mp4_writer.close()
     summary.tracks = tracker.started
-    summary.objects_per_class = {name: counts.get(name, 0) for name in model.classes}
+    summary.objects_per_class = {name: counts.get(name, 0) for name in pipeline.classes}
     return summary

@@ -159,8 +159,9 @@ class SAM2AutomaticMaskGenerator:
     def _process_crops(
         self, image: np.ndarray, crop_boxes: List[List[int]], layers: List[int]
     ) -> List[Dict[str, Any]]:
-        """The masks of each crop: the crops encoded in passes of CROPS_PER_ENCODER_PASS, the points of all of them decoded
-        in calls of :meth:`_points_per_call` points (a call may span crops), NMS inside each crop."""
+        """The masks of each crop: the crops encoded in passes of CROPS_PER_ENCODER_PASS, the points of all
+        of them decoded in calls of :meth:`_points_per_call` points (a call may span crops), NMS inside each
+        crop."""
         crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in crop_boxes]
         self.predictor.set_image_batch(crops, images_per_pass=CROPS_PER_ENCODER_PASS)
         points = [self._crop_points(box, layer) for box, layer in zip(crop_boxes, layers)]

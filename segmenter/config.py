@@ -97,7 +97,7 @@ def config_dir() -> Path:
     raise ConfigError(f"SAM 2 configs not found next to {here}; the installation is incomplete")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def variants() -> Dict[str, SAM2Config]:
     """All shipped variants by canonical name, SAM 2 then SAM 2.1, smallest first."""
     configs = [load_config(p) for p in config_dir().glob("*/*.yaml")]

@@ -63,7 +63,8 @@ def _from_pil(image: Image.Image) -> np.ndarray:
             from PIL import ImageCms
 
             source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-            return np.asarray(ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB"))
+            srgb = ImageCms.createProfile("sRGB")
+            return np.asarray(ImageCms.profileToProfile(image, source, srgb, outputMode="RGB"))
         return np.asarray(image.convert("RGB"))
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")

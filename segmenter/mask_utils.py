@@ -25,7 +25,9 @@ def build_point_grids(n_per_side: int, n_layers: int, scale_per_layer: int) -> L
     return [build_point_grid(int(n_per_side / (scale_per_layer**i))) for i in range(n_layers + 1)]
 
 
-def generate_crop_boxes(image_hw: Tuple[int, int], n_layers: int, overlap_ratio: float) -> Tuple[List[List[int]], List[int]]:
+def generate_crop_boxes(
+    image_hw: Tuple[int, int], n_layers: int, overlap_ratio: float
+) -> Tuple[List[List[int]], List[int]]:
     """XYXY crop boxes and their layer: the whole image, then (2**i)^2 overlapping crops for
     layer i = 1..n_layers."""
     h, w = image_hw
@@ -71,7 +73,9 @@ def stability_scores(logits: torch.Tensor, mask_threshold: float, offset: float)
     return inner / outer
 
 
-def box_near_crop_edge(boxes: torch.Tensor, crop_box: Sequence[int], image_box: Sequence[int], atol: float = 20.0) -> torch.Tensor:
+def box_near_crop_edge(
+    boxes: torch.Tensor, crop_box: Sequence[int], image_box: Sequence[int], atol: float = 20.0
+) -> torch.Tensor:
     """Boxes (crop coordinates, Nx4) within ``atol`` of an edge of their crop that is not an
     edge of the image: masks likely cut by the crop."""
     crop = torch.as_tensor(crop_box, dtype=torch.float, device=boxes.device)

@@ -133,7 +133,9 @@ class SAM2ImagePredictor:
 
     def _require_features(self) -> ImageFeatures:
         if self._features is None:
-            raise RuntimeError("An image must be set with .set_image(...) or .set_image_batch(...) before mask prediction.")
+            raise RuntimeError(
+                "An image must be set with .set_image(...) or .set_image_batch(...) before mask prediction."
+            )
         return self._features
 
     def _image_pe(self) -> torch.Tensor:

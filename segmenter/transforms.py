@@ -40,7 +40,9 @@ def preprocess(images: Sequence[torch.Tensor], resolution: int) -> torch.Tensor:
     return (torch.stack(resized) - mean) / std
 
 
-def transform_coords(coords: torch.Tensor, orig_hw: Tuple[int, int], resolution: int, normalize: bool = True) -> torch.Tensor:
+def transform_coords(
+    coords: torch.Tensor, orig_hw: Tuple[int, int], resolution: int, normalize: bool = True
+) -> torch.Tensor:
     """...x2 (x, y) coordinates -> pixels of the RxR model input.
 
     ``normalize=True``: coordinates are pixels of the original image (W, H = orig_hw[::-1]);

@@ -305,7 +305,7 @@ class VideoFrames(collections.abc.Sequence):
         self.paths: List[Optional[Path]] = list(getattr(source, "paths", [None] * len(source.names)))
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device)[:, None, None]
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device)[:, None, None]
-        self._cache: "collections.OrderedDict[int, torch.Tensor]" = collections.OrderedDict()
+        self._cache: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self.names)

@@ -205,7 +205,8 @@ class SAM2VideoPredictor:
         obj.masks[frame_idx] = mask
         obj.points.pop(frame_idx, None)
         is_cond = frame_idx not in obj.tracked
-        out = self._run_frame(state, [obj], frame_idx, not is_cond, reverse=obj.tracked.get(frame_idx, False), mask=mask)
+        reverse = obj.tracked.get(frame_idx, False)
+        out = self._run_frame(state, [obj], frame_idx, not is_cond, reverse=reverse, mask=mask)
         obj.pending[is_cond][frame_idx] = out
         return frame_idx, state.obj_ids, self._consolidated_masks(state, frame_idx, is_cond)
 
@@ -394,12 +395,16 @@ class SAM2VideoPredictor:
                             align_corners=False,
                         )
                         with autocast_context(state.device, self.bf16):
-                            memory = self.tracker.encode_memory(features, high_res, out.object_score_logits, prompted=True)
+                            memory = self.tracker.encode_memory(
+                                features, high_res, out.object_score_logits, prompted=True
+                            )
                         out.maskmem_features = memory.to(state.storage_device)
                     key[frame_idx] = out
                 obj.pending[is_cond].clear()
             if not obj.bank.cond:
-                raise RuntimeError(f"No points, boxes or masks have been added for object id {obj_id!r}; add prompts first.")
+                raise RuntimeError(
+                    f"No points, boxes or masks have been added for object id {obj_id!r}; add prompts first."
+                )
             for frame_idx in obj.bank.cond:
                 obj.bank.non_cond.pop(frame_idx, None)
 

@@ -31,7 +31,7 @@ def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> tor
     return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def register_torchvision_ops() -> None:
     """Define torchvision's nms/qnms op schemas (pure-torch NMS) and tell torchvision its ops
     are loaded, so that the CUDA-only torchvision wheel imports with the CPU torch."""
@@ -70,7 +70,9 @@ def meta_config_name(variant: str) -> str:
 def build_meta_model(variant: str, state_dict):
     """Meta's SAM2Base for our ``variant`` on CPU, float32, eval mode, ``state_dict`` loaded strictly."""
     sam2 = import_meta_sam2()
-    model = sam2.build_sam.build_sam2(meta_config_name(variant), ckpt_path=None, device="cpu", apply_postprocessing=True)
+    model = sam2.build_sam.build_sam2(
+        meta_config_name(variant), ckpt_path=None, device="cpu", apply_postprocessing=True
+    )
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
 
@@ -85,8 +87,6 @@ def build_meta_video_predictor(variant: str, state_dict, image_size: int = 1024)
     uses on the CPU too). Meta's hole filling needs its CUDA extension: on the CPU it warns and
     skips the step, so compare with ``fill_hole_area=0``."""
     sam2 = import_meta_sam2()
-    import sam2.build_sam
-
     predictor = sam2.build_sam.build_sam2_video_predictor(
         meta_config_name(variant), ckpt_path=None, device="cpu",
         hydra_overrides_extra=[f"++model.image_size={image_size}"],

@@ -4,7 +4,8 @@
 # - torch 2.13.0 (CPU), this package and pytest, pinned by tests/constraints.txt,
 # - Meta's sam2==1.1.0 as the parity reference (test-only; it is never imported at run time),
 # - ultralytics, without its dependencies, whose label checker validates the YOLO files,
-# - nbclient, nbformat and ipykernel, which run the notebooks in notebooks/ (tests/test_notebooks.py).
+# - nbclient, nbformat and ipykernel, which run the notebooks in notebooks/ (tests/test_notebooks.py),
+# - ruff, the linter (ruff.toml), run on the whole repository before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -16,4 +17,6 @@ PIP=("$PY" -m pip install --quiet --constraint tests/constraints.txt)
 "$PY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation sam2==1.1.0
 "${PIP[@]}" --no-deps ultralytics==8.4.190
 "${PIP[@]}" nbclient==0.11.0 nbformat==5.11.1 ipykernel==7.4.0
+"${PIP[@]}" ruff==0.17.5
+"$PY" -m ruff check .
 exec "$PY" -m pytest tests "$@"

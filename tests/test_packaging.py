@@ -12,12 +12,21 @@ import segmenter
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_non_editable_install_includes_configs(tmp_path):
+def test_non_editable_install_includes_every_module_and_the_configs(tmp_path):
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)],
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+            "--target", str(target), str(ROOT),
+        ],
         check=True,
     )
+    sources = {
+        p.relative_to(ROOT).as_posix()
+        for package in ("segmenter", "grounded_sam2")
+        for p in (ROOT / package).rglob("*.py")
+    }
+    assert sources <= {p.relative_to(target).as_posix() for p in target.rglob("*.py")}
     assert sorted(p.name for p in (target / "segmenter" / "configs").glob("*/*.yaml")) == sorted(
         f"{name}.yaml" for name in segmenter.variants()
     )

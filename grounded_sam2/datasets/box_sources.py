@@ -134,7 +134,8 @@ def _read_coco(files: List[Tuple[Path, str]]) -> BoxDataset:
             if name in dataset.splits:  # the same file name in two splits
                 name = f"{split}__{name}"
             anns = per_image.get(record["id"], [])
-            xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32).reshape(-1, 4)
+            xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32)
+            xyxy = xyxy.reshape(-1, 4)
             ids = np.array([category_index[a["category_id"]] for a in anns], int)
             image = SourceImage(image_path, name)
             dataset.images.append(image)

@@ -53,7 +53,9 @@ class VideoJsonWriter:
         for mask, xyxy, class_id, track_id, score in zip(
             detections.mask, detections.xyxy, detections.class_id, detections.tracker_id, detections.confidence
         ):
-            annotation = coco_annotation(self._annotations + 1, image["id"], int(class_id) + 1, mask, xyxy, "rle", float(score))
+            annotation = coco_annotation(
+                self._annotations + 1, image["id"], int(class_id) + 1, mask, xyxy, "rle", float(score)
+            )
             if annotation is None:
                 continue
             self._annotations += 1
@@ -96,7 +98,8 @@ class AnnotatedVideoWriter:
 
         self.path = Path(output) / ANNOTATED_VIDEO
         self._partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
-        self._writer = cv2.VideoWriter(str(self._partial), cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (width, height))
+        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+        self._writer = cv2.VideoWriter(str(self._partial), fourcc, fps or 30.0, (width, height))
         if not self._writer.isOpened():
             raise DatasetError(f"OpenCV cannot write an MP4 video to {self._partial}")
         self._masks = sv.MaskAnnotator(color_lookup=sv.ColorLookup.TRACK)

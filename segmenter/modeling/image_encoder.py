@@ -14,7 +14,9 @@ class FpnNeck(nn.Module):
     """Projects every trunk level to ``d_model`` channels with a 1x1 conv and adds a nearest x2
     top-down path into ``top_down_levels`` only. ``convs[0]`` projects the lowest-resolution level."""
 
-    def __init__(self, d_model: int, backbone_channel_list: Sequence[int], top_down_levels: Sequence[int] = (2, 3)) -> None:
+    def __init__(
+        self, d_model: int, backbone_channel_list: Sequence[int], top_down_levels: Sequence[int] = (2, 3)
+    ) -> None:
         super().__init__()
         self.d_model = d_model
         self.backbone_channel_list = list(backbone_channel_list)

@@ -64,7 +64,8 @@ class MaskDownSampler(nn.Module):
         layers = []
         chans = 1
         for _ in range(num_layers):
-            layers += [nn.Conv2d(chans, chans * 4, kernel_size=3, stride=2, padding=1), LayerNorm2d(chans * 4), nn.GELU()]
+            conv = nn.Conv2d(chans, chans * 4, kernel_size=3, stride=2, padding=1)
+            layers += [conv, LayerNorm2d(chans * 4), nn.GELU()]
             chans *= 4
         layers.append(nn.Conv2d(chans, embed_dim, kernel_size=1))
         self.encoder = nn.Sequential(*layers)

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 import segmenter
-from florence_script import ScriptedAnswers
 from grounded_sam2 import GroundedSAM2
 from grounded_sam2.datasets.formats import coco_annotation
 from grounded_sam2.detections import DATA_KEYS, empty_detections, make_detections, masks_to_xyxy
 from grounded_sam2.errors import SettingsError
-from grounded_sam2.labeling import _records_to_detections
 from grounded_sam2.prompts import detections_from_prompts
+from grounded_sam2.segmentation import automatic_detections
 from grounded_sam2.video import TrackingSettings, VideoTracker
+
+from florence_script import ScriptedAnswers
 
 H, W = 48, 64
 
@@ -87,7 +88,7 @@ def prompted(tiny_florence, small_sam2):
 def automatic(tiny_florence, small_sam2):
     generator = segmenter.SAM2AutomaticMaskGenerator(small_sam2, points_per_side=4, pred_iou_thresh=0.0,
                                                      stability_score_thresh=0.3, box_nms_thresh=1.0)
-    return _records_to_detections(generator.generate(IMAGE), (H, W))
+    return automatic_detections(generator.generate(IMAGE), (H, W))
 
 
 class FixedMaskPredictor:
@@ -112,7 +113,7 @@ def tracked(tiny_florence, small_sam2):
     model = GroundedSAM2({"dog": "dog"}, florence=str(tiny_florence), sam2=small_sam2, device="cpu")
     answer = "dog" + "".join(f"<loc_{b}>" for b in (100, 100, 900, 900))
     model.grounder.logits_processor = [ScriptedAnswers(model.grounder.processor.tokenizer, [answer])]
-    tracker = VideoTracker(model, [IMAGE, IMAGE], TrackingSettings(every=5), predictor=FixedMaskPredictor())
+    tracker = VideoTracker(model.pipeline.ground, FixedMaskPredictor(), [IMAGE, IMAGE], TrackingSettings(every=5))
     frames = list(tracker.frames())
     assert frames[1].detections.xyxy.tolist() == [[10, 8, 50, 40]]
     return frames[0].detections

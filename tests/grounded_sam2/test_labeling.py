@@ -16,11 +16,15 @@ import pytest
 import yaml
 from PIL import Image
 
+from grounded_sam2 import GroundedSAM2
+from grounded_sam2.datasets.sources import find_images
+from grounded_sam2.datasets.writer import DatasetConfig, DatasetError, DatasetWriter, ImageResult
+from grounded_sam2.detections import empty_detections
+from grounded_sam2.labeling import STOP_AFTER_SAME_FAILURES, label_batch, label_images
+from grounded_sam2.tiny_models import make_tiny_models
+
 from dataset_files import normalized_dataset
 from florence_script import ScriptedAnswers
-from grounded_sam2 import GroundedSAM2
-from grounded_sam2.datasets.writer import DatasetError
-from grounded_sam2.tiny_models import make_tiny_models
 
 ROOT = Path(__file__).resolve().parents[2]
 ONTOLOGY = {"dog": "dog", "red car": "car", "blue car": "car"}
@@ -109,7 +113,8 @@ def test_coco_dataset_decodes_to_the_predicted_masks(model, tmp_path):
     (tmp_path / "in").mkdir()
     for i in range(3):
         cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), picture(50 + 10 * i, 80, i))
-    summary = model.label(tmp_path / "in", output_folder=tmp_path / "out", format="coco", split=(0.5, 0.25, 0.25), progress=False)
+    summary = model.label(tmp_path / "in", output_folder=tmp_path / "out", format="coco", split=(0.5, 0.25, 0.25),
+                          progress=False)
     total = 0
     for split in ("train", "valid", "test"):
         coco = COCO(str(tmp_path / "out" / split / "_annotations.coco.json"))
@@ -128,7 +133,7 @@ def test_coco_dataset_decodes_to_the_predicted_masks(model, tmp_path):
     assert total == sum(summary.objects_per_class.values()) > 0
 
 
-def test_refusals(model, tmp_path):
+def test_refusals(model, tiny_florence, small_sam2, tmp_path):
     (tmp_path / "in").mkdir()
     cv2.imwrite(str(tmp_path / "in" / "x.png"), picture(20, 20, 0))
     with pytest.raises(ValueError, match="inside the input folder"):
@@ -140,10 +145,9 @@ def test_refusals(model, tmp_path):
     model.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
     with pytest.raises(DatasetError, match="other settings.*format"):
         model.label(tmp_path / "in", output_folder=tmp_path / "out", format="coco", progress=False)
-    model._ontology = type(model._ontology).load({"cat": "cat"})
-    model.settings["ontology"] = [["cat", "cat"]]
-    with pytest.raises(DatasetError, match="ontology"):
-        model.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
+    other = GroundedSAM2({"cat": "cat"}, florence=str(tiny_florence), sam2=small_sam2, device="cpu")
+    with pytest.raises(DatasetError, match=r"pipeline\.ontology: \[\['dog', 'dog'\].* -> \[\['cat', 'cat'\]\]"):
+        other.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
 
 
 # --- the command line, with models on disk -------------------------------------------------------
@@ -167,7 +171,8 @@ def test_cli_help_and_errors(tiny_models, tmp_path):
     (tmp_path / "in").mkdir()
     result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "{}")
     assert result.returncode == 2 and "empty" in result.stderr
-    result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "example", "--florence", tmp_path / "none")
+    result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "example",
+                 "--florence", tmp_path / "none")
     assert result.returncode == 2 and "could not load Florence-2" in result.stderr
 
 
@@ -179,7 +184,8 @@ def test_cli_label_with_skipped_input(tiny_models, tmp_path):
     result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "example", "--florence", florence,
                  "--sam2", sam2, "--device", "cpu", "--no-progress")
     assert result.returncode == 1, result.stderr
-    assert "1 labeled now" in result.stdout and "1 skipped" in result.stdout and "objects per class: dog 1" in result.stdout
+    assert ("1 labeled now" in result.stdout and "1 skipped" in result.stdout
+            and "objects per class: dog 1" in result.stdout)
     assert (tmp_path / "out" / "data.yaml").is_file()
 
 
@@ -206,5 +212,153 @@ def test_kill_and_resume_gives_the_uninterrupted_dataset(tiny_models, tmp_path):
     leftovers = [p for p in (tmp_path / "cut").rglob("*.tmp")]
     assert not leftovers
     assert normalized_dataset(tmp_path / "cut") == normalized_dataset(tmp_path / "full")
-    annotations = sum(len(json.loads(p.read_text())["annotations"]) for p in (tmp_path / "full").glob("*/_annotations.coco.json"))
+    annotations = sum(len(json.loads(p.read_text())["annotations"])
+                      for p in (tmp_path / "full").glob("*/_annotations.coco.json"))
     assert annotations == 6, "the tiny Florence-2 finds one dog per image: the compared datasets are not empty"
+
+
+# --- the per-image step and the loop, with a stand-in predict function ---------------------------
+
+def no_objects(arrays, sources):
+    return [empty_detections(*a.shape[:2]) for a in arrays]
+
+
+def write_pictures(folder: Path, widths) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, w in enumerate(widths):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), picture(20, w, i))
+    return find_images(folder)
+
+
+def writer_for(folder: Path, create: bool = True) -> DatasetWriter:
+    return DatasetWriter(folder, DatasetConfig(), ("dog",), {"pipeline": "test"}, create=create)
+
+
+def test_label_batch_writes_nothing_and_gives_one_result_per_input(tmp_path):
+    sources = write_pictures(tmp_path / "in", [30, 40])
+    (tmp_path / "in" / "03.png").write_bytes(b"broken")
+    sources = find_images(tmp_path / "in")
+    before = tree_digest(tmp_path)
+    results = label_batch(sources, no_objects)
+    assert tree_digest(tmp_path) == before
+    assert [r.source for r in results] == sources
+    assert [r.rgb.shape[1] if r.rgb is not None else None for r in results] == [30, 40, None]
+    assert [r.detections is not None for r in results] == [True, True, False]
+    assert "cannot read image" in results[2].skip_reason and results[2].error is None
+
+
+def test_a_failing_batch_is_predicted_image_by_image(tmp_path):
+    sources = write_pictures(tmp_path / "in", [30, 33, 40])
+    calls = []
+
+    def predict(arrays, sources):
+        calls.append(len(arrays))
+        if any(a.shape[1] == 33 for a in arrays):
+            raise ValueError("this image breaks the model")
+        return no_objects(arrays, sources)
+
+    results = label_batch(sources, predict)
+    assert calls == [3, 1, 1, 1]
+    assert [r.skip_reason for r in results] == [None, "labeling failed: ValueError: this image breaks the model", None]
+    assert isinstance(results[1].error, ValueError)
+
+
+def test_the_same_failure_again_and_again_stops_the_run(tmp_path):
+    sources = write_pictures(tmp_path / "in", [30] * 8)
+
+    def broken(arrays, sources):
+        return [1 / 0 for _ in arrays]
+
+    with pytest.raises(ZeroDivisionError) as raised:
+        label_images(sources, writer_for(tmp_path / "out"), broken, batch_size=2, progress=False)
+    if hasattr(raised.value, "__notes__"):
+        assert f"{STOP_AFTER_SAME_FAILURES} images in a row failed" in raised.value.__notes__[0]
+    recorded = sorted(p.stem for p in (tmp_path / "out" / ".work" / "skipped").iterdir())
+    assert recorded == [s.name for s in sources[:STOP_AFTER_SAME_FAILURES]], "skips are on disk as they happen"
+
+
+def test_failures_that_differ_or_are_interrupted_by_successes_do_not_stop(tmp_path):
+    sources = write_pictures(tmp_path / "in", [30, 31, 32, 33, 34, 35, 36, 37])
+
+    def flaky(arrays, sources):
+        width = arrays[0].shape[1]
+        if width % 4 == 1:
+            raise ValueError("one way")
+        if width % 4 == 3:
+            raise KeyError("another way")
+        return no_objects(arrays, sources)
+
+    summary = label_images(sources, writer_for(tmp_path / "out"), flaky, batch_size=1, progress=False)
+    assert summary.labeled == 4 and len(summary.skipped) == 4
+    report = (tmp_path / "out" / "skipped.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in report] == [str(s.path) for s in sources if int(s.name) % 2]
+
+
+def test_an_input_that_fails_once_and_then_works_leaves_no_skip_record(tmp_path):
+    sources = write_pictures(tmp_path / "in", [30, 40])
+    writer = writer_for(tmp_path / "out")
+    writer.commit(ImageResult(sources[0], skip_reason="out of memory"))
+    assert (tmp_path / "out" / ".work" / "skipped" / "00.txt").read_text() == f"{sources[0].path}\tout of memory\n"
+    summary = label_images(sources, writer_for(tmp_path / "out"), no_objects, progress=False)
+    assert summary.labeled == 2 and (tmp_path / "out" / "skipped.txt").read_text() == ""
+
+
+def test_a_resume_with_other_settings_names_only_the_differing_keys(tmp_path):
+    DatasetWriter(tmp_path, DatasetConfig(), ("dog",), {"pipeline": {"grounder": {"num_beams": 1, "strategy": "a"}}})
+    with pytest.raises(DatasetError) as raised:
+        DatasetWriter(tmp_path, DatasetConfig(seed=3), ("dog",),
+                      {"pipeline": {"grounder": {"num_beams": 2, "strategy": "a"}}})
+    message = str(raised.value)
+    assert "dataset.seed: 0 -> 3; pipeline.grounder.num_beams: 1 -> 2." in message
+    assert "strategy" not in message and message.count("->") == 2
+
+
+def _open_writer(args):
+    folder, barrier = args
+    barrier.wait()
+    writer_for(folder)
+    return "ok"
+
+
+def test_many_writers_opening_one_new_dataset_at_once_do_not_race(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for attempt in range(2):
+        folder = tmp_path / f"out{attempt}"
+        barrier = context.Manager().Barrier(6)
+        with context.Pool(6) as pool:
+            assert pool.map(_open_writer, [(folder, barrier)] * 6) == ["ok"] * 6
+        assert [p.name for p in folder.iterdir()] == ["manifest.json"]
+
+
+def test_a_writer_opening_while_another_creates_the_manifest_does_not_fail(tmp_path):
+    """The two moments of a race, made to happen: another writer's manifest is half-way (its
+    temporary file exists), or it appears between this writer's check and its own creation."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / ".manifest.json.abc123.tmp").write_text("{")  # another writer, half-way
+    writer_for(folder)
+    assert json.loads((folder / "manifest.json").read_text())["classes"] == ["dog"]
+
+    other = tmp_path / "other"
+    theirs = writer_for(tmp_path / "theirs").manifest
+    link = os.link
+
+    def created_first(source, target):  # another process links its manifest just before this one
+        Path(target).write_text(json.dumps(theirs))
+        return link(source, target)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "link", created_first)
+        writer_for(other)
+    assert json.loads((other / "manifest.json").read_text()) == theirs
+    assert [p.name for p in other.iterdir()] == ["manifest.json"]
+
+
+def test_a_worker_never_creates_the_dataset(tmp_path):
+    with pytest.raises(DatasetError, match="holds no manifest.json"):
+        writer_for(tmp_path / "new", create=False)
+    assert not (tmp_path / "new" / "manifest.json").exists()
+    writer_for(tmp_path / "new")
+    writer_for(tmp_path / "new", create=False)  # opens what the parent created

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from florence_script import ScriptedAnswers
 from grounded_sam2 import GroundedSAM2, OntologyError
 from grounded_sam2.grounding import GroundingModelError
+
+from florence_script import ScriptedAnswers
 
 
 def box(*bins):
@@ -93,7 +94,8 @@ def _best(confidence, prompts):
     (dict(nms_threshold=None, min_confidence=1.01), lambda c: []),
 ], ids=["class nms", "agnostic nms", "high nms threshold", "min area", "min confidence"])
 def test_filters(tiny_florence, small_sam2, image, kwargs, expected):
-    unfiltered = make_model(tiny_florence, small_sam2, FILTER_ONTOLOGY, [FILTER_ANSWER], nms_threshold=None).predict(image)
+    unfiltered = make_model(tiny_florence, small_sam2, FILTER_ONTOLOGY, [FILTER_ANSWER],
+                            nms_threshold=None).predict(image)
     assert list(unfiltered.data["prompt"]) == ["dog", "puppy", "cat"]
     confidence = dict(zip(unfiltered.data["prompt"], unfiltered.data["grounding_confidence"]))
     assert len(set(confidence.values())) == 3, "ties would make NMS order arbitrary"
@@ -123,7 +125,8 @@ def test_predict_batch_equals_predict(tiny_florence, small_sam2, image):
 
 def test_segment_boxes_skips_grounding(tiny_florence, small_sam2, image):
     model = make_model(tiny_florence, small_sam2, {"dog": "dog", "cat": "cat"}, [])
-    [detections] = model.segment_boxes([image], [np.array([[5, 5, 40, 30], [20, 10, 70, 50]])], [np.array([1, 0])], rgb=True)
+    [detections] = model.segment_boxes([image], [np.array([[5, 5, 40, 30], [20, 10, 70, 50]])], [np.array([1, 0])],
+                                       rgb=True)
     assert detections.class_id.tolist() == [1, 0] and list(detections.data["class_name"]) == ["cat", "dog"]
     assert detections.mask.shape == (2, 60, 80)
     np.testing.assert_allclose(detections.confidence, detections.data["sam_iou"])
@@ -149,4 +152,6 @@ def test_tiny_models_load_by_path_and_always_find_one_dog(tmp_path):
     model = GroundedSAM2({"dog": "dog", "cat": "cat"}, florence=str(florence), sam2=str(sam2), device="cpu")
     detections = model.predict(np.zeros((64, 96, 3), np.uint8))
     assert list(detections.data["prompt"]) == ["dog"] and detections.mask.shape == (1, 64, 96)
-    np.testing.assert_allclose(detections.xyxy[0], [(100.5) * 96 / 1000, 150.5 * 64 / 1000, 600.5 * 96 / 1000, 700.5 * 64 / 1000], atol=1e-3)
+    np.testing.assert_allclose(detections.xyxy[0],
+                               [(100.5) * 96 / 1000, 150.5 * 64 / 1000, 600.5 * 96 / 1000, 700.5 * 64 / 1000],
+                               atol=1e-3)

@@ -26,7 +26,8 @@ def test_box_and_points_give_one_detection_each(predictor):
 
 
 def test_multimask_keeps_the_best_candidate(predictor):
-    d = detections_from_prompts(predictor, point_coords=np.array([[40, 30]]), point_labels=np.array([1]), multimask_output=True)
+    d = detections_from_prompts(predictor, point_coords=np.array([[40, 30]]), point_labels=np.array([1]),
+                                multimask_output=True)
     masks, scores, logits = predictor.predict(np.array([[40, 30]]), np.array([1]), multimask_output=True)
     best = int(np.argmax(scores))
     assert len(d) == 1 and d.confidence[0] == pytest.approx(scores[best])

@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from grounded_sam2.datasets.box_sources import BoxDatasetError, read_box_dataset
+from grounded_sam2.datasets.writer import DatasetConfig
 from grounded_sam2.labeling import segment_box_dataset
+from grounded_sam2.segmentation import SegmenterConfig
 
 
 def write_image(path: Path, h: int, w: int, seed: int) -> None:
@@ -22,8 +24,8 @@ def write_image(path: Path, h: int, w: int, seed: int) -> None:
 
 def yolo_detection_dataset(root: Path) -> Path:
     (root / "data.yaml").parent.mkdir(parents=True)
-    (root / "data.yaml").write_text(yaml.safe_dump({"path": "/elsewhere", "train": "train/images", "val": "valid/images",
-                                                    "names": {0: "cat", 1: "dog"}}))
+    (root / "data.yaml").write_text(yaml.safe_dump({"path": "/elsewhere", "train": "train/images",
+                                                    "val": "valid/images", "names": {0: "cat", 1: "dog"}}))
     write_image(root / "train/images/a.jpg", 60, 80, 0)
     (root / "train/labels").mkdir(parents=True)
     (root / "train/labels/a.txt").write_text("1 0.5 0.5 0.5 0.5\n0 0.25 0.25 0.2 0.3\n")
@@ -48,7 +50,7 @@ def test_reads_yolo_boxes_in_pixels(tmp_path):
 
 def test_yolo_detection_to_yolo_segmentation(tmp_path, small_sam2):
     source = yolo_detection_dataset(tmp_path / "yolo")
-    summary = segment_box_dataset(source, tmp_path / "out", small_sam2, device="cpu", progress=False)
+    summary = segment_box_dataset(source, tmp_path / "out", SegmenterConfig(small_sam2), device="cpu", progress=False)
     out = tmp_path / "out"
     assert summary.images == 3 and summary.labeled == 3 and not summary.skipped
     assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/labels/*.txt")) == [
@@ -70,8 +72,10 @@ def test_coco_split_folders_to_coco(tmp_path, small_sam2):
             images.append({"id": i + 7, "file_name": f"{i}.jpg", "width": 60, "height": 50})
             annotations.append({"id": i, "image_id": i + 7, "category_id": 3, "bbox": [10, 10, 30, 25], "iscrowd": 0})
         (source / split / "_annotations.coco.json").write_text(json.dumps(
-            {"images": images, "annotations": annotations, "categories": [{"id": 3, "name": "box"}, {"id": 1, "name": "bg"}]}))
-    summary = segment_box_dataset(source, tmp_path / "out", small_sam2, device="cpu", format="coco", progress=False)
+            {"images": images, "annotations": annotations,
+             "categories": [{"id": 3, "name": "box"}, {"id": 1, "name": "bg"}]}))
+    summary = segment_box_dataset(source, tmp_path / "out", SegmenterConfig(small_sam2), DatasetConfig(format="coco"),
+                                  device="cpu", progress=False)
     assert summary.labeled == 3
     train = COCO(str(tmp_path / "out/train/_annotations.coco.json"))
     assert [c["name"] for c in train.loadCats(train.getCatIds())] == ["bg", "box"]
@@ -102,5 +106,6 @@ def test_cli(tmp_path):
                             env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "3 labeled now" in result.stdout and (tmp_path / "out/data.yaml").is_file()
-    missing = subprocess.run([*run, tmp_path / "nope", "-o", tmp_path / "o2", "--sam2", sam2], env=env, capture_output=True, text=True)
+    missing = subprocess.run([*run, tmp_path / "nope", "-o", tmp_path / "o2", "--sam2", sam2],
+                             env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "dataset not found" in missing.stderr

@@ -8,9 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from grounded_sam2.datasets.writer import DatasetConfig
 from grounded_sam2.labeling import segment_everything
+from grounded_sam2.segmentation import SegmenterConfig
 
 OPTIONS = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.3, box_nms_thresh=1.0)
+EVERYTHING_IN_TRAIN = DatasetConfig(format="coco", split=(1.0, 0.0, 0.0))
 
 
 def write_images(folder: Path) -> None:
@@ -26,16 +29,16 @@ def test_coco_dataset_of_everything_with_resume(tmp_path, small_sam2):
     from pycocotools.coco import COCO
 
     write_images(tmp_path / "in")
-    summary = segment_everything(tmp_path / "in", tmp_path / "out", small_sam2, device="cpu",
-                                 split=(1.0, 0.0, 0.0), generator_options=OPTIONS, progress=False)
+    summary = segment_everything(tmp_path / "in", tmp_path / "out", SegmenterConfig(small_sam2), EVERYTHING_IN_TRAIN,
+                                 generator_options=OPTIONS, device="cpu", progress=False)
     assert summary.labeled == 2 and [p.name for p, _ in summary.skipped] == ["broken.jpg"]
     coco = COCO(str(tmp_path / "out/train/_annotations.coco.json"))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["object"]
     anns = coco.loadAnns(coco.getAnnIds())
     assert len(anns) == summary.objects_per_class["object"] >= 2
     assert all(a["iscrowd"] == 0 and coco.annToMask(a).sum() == a["area"] > 0 for a in anns)
-    again = segment_everything(tmp_path / "in", tmp_path / "out", small_sam2, device="cpu",
-                               split=(1.0, 0.0, 0.0), generator_options=OPTIONS, progress=False)
+    again = segment_everything(tmp_path / "in", tmp_path / "out", SegmenterConfig(small_sam2), EVERYTHING_IN_TRAIN,
+                               generator_options=OPTIONS, device="cpu", progress=False)
     assert again.already_done == 2 and again.labeled == 0
 
 
@@ -46,7 +49,8 @@ def test_cli(tmp_path):
     write_images(tmp_path / "in")
     sam2 = save_random_checkpoint(tmp_path / "sam2.pt", "sam2.1_hiera_tiny")
     result = subprocess.run(
-        [sys.executable, str(root / "tests" / "run_cli.py"), "segment-everything", tmp_path / "in", "-o", tmp_path / "out",
+        [sys.executable, str(root / "tests" / "run_cli.py"), "segment-everything", tmp_path / "in",
+         "-o", tmp_path / "out",
          "--sam2", sam2, "--device", "cpu", "--format", "yolo", "--points-per-side", "2", "--pred-iou-thresh", "0",
          "--stability-score-thresh", "0.3", "--no-progress"],
         env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,

@@ -19,12 +19,12 @@ import pytest
 import torch
 
 import segmenter
-from dataset_files import normalized_dataset
-from florence_script import ScriptedAnswers
 from grounded_sam2.model import GroundedSAM2
 from grounded_sam2.tiny_models import make_tiny_models
 from grounded_sam2.video import TrackingSettings, VideoTracker
-from grounded_sam2.video_labeling import label_video
+
+from dataset_files import normalized_dataset
+from florence_script import ScriptedAnswers
 
 ROOT = Path(__file__).resolve().parents[2]
 H, W = 60, 100
@@ -104,7 +104,7 @@ def model(tiny_florence, small_sam2):
 
 
 def run_oracle(model, answers, settings, num_frames=NUM_FRAMES):
-    tracker = VideoTracker(scripted(model, answers), scene(num_frames), settings, predictor=OracleTracker())
+    tracker = VideoTracker(scripted(model, answers).pipeline.ground, OracleTracker(), scene(num_frames), settings)
     return {f.index: f.detections for f in tracker.frames()}, tracker
 
 
@@ -184,7 +184,7 @@ def present_sam2():
 
 def labeled(tiny_florence, sam2, output, **kwargs):
     model = GroundedSAM2({"dog": "dog", "cat": "cat"}, florence=str(tiny_florence), sam2=sam2, device="cpu")
-    return label_video(scripted(model, KEYFRAME_ANSWERS), scene(), output, every=5, progress=False, **kwargs)
+    return scripted(model, KEYFRAME_ANSWERS).label_video(scene(), output, every=5, progress=False, **kwargs)
 
 
 def test_label_video_writes_frames_video_json_and_mp4(tiny_florence, present_sam2, tmp_path):
@@ -193,7 +193,8 @@ def test_label_video_writes_frames_video_json_and_mp4(tiny_florence, present_sam
     # random SAM 2 weights: masks do not follow the boxes, so re-grounding may start extra tracks
     assert (summary.frames, summary.labeled, summary.already_done) == (NUM_FRAMES, NUM_FRAMES, 0)
     assert summary.tracks >= 2
-    assert sorted(p.name for p in (out / "train" / "images").iterdir()) == [f"video_{t:05d}.jpg" for t in range(NUM_FRAMES)]
+    assert sorted(p.name for p in (out / "train" / "images").iterdir()) == [
+        f"video_{t:05d}.jpg" for t in range(NUM_FRAMES)]
 
     video = json.loads((out / "video.json").read_text())
     assert video["videos"] == [{"id": 1, "name": "video", "width": W, "height": H, "length": NUM_FRAMES, "fps": None}]
@@ -221,19 +222,19 @@ def test_interrupted_run_resumes_to_the_uninterrupted_output(tiny_florence, pres
     labeled(tiny_florence, present_sam2, tmp_path / "whole", format="yolo", annotated_video=True)
     from grounded_sam2.datasets.writer import DatasetWriter
 
-    write, calls = DatasetWriter.write, []
+    commit, calls = DatasetWriter.commit, []
 
     def interrupted(self, *args):
         calls.append(1)
         if len(calls) == 6:
             raise KeyboardInterrupt
-        return write(self, *args)
+        return commit(self, *args)
 
-    monkeypatch.setattr(DatasetWriter, "write", interrupted)
+    monkeypatch.setattr(DatasetWriter, "commit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         labeled(tiny_florence, present_sam2, tmp_path / "cut", format="yolo", annotated_video=True)
     assert not (tmp_path / "cut" / "annotated.mp4").exists() and not list((tmp_path / "cut").glob(".annotated*"))
-    monkeypatch.setattr(DatasetWriter, "write", write)
+    monkeypatch.setattr(DatasetWriter, "commit", commit)
     summary = labeled(tiny_florence, present_sam2, tmp_path / "cut", format="yolo", annotated_video=True)
     assert (summary.labeled, summary.already_done) == (NUM_FRAMES - 5, 5)
     whole, resumed = normalized_dataset(tmp_path / "whole"), normalized_dataset(tmp_path / "cut")
@@ -298,7 +299,8 @@ def test_cli_label_video_bad_input(tiny_models, tmp_path, make_input, message):
 def test_grounded_sam2_track_video(tiny_florence, present_sam2):
     model = GroundedSAM2({"dog": "dog", "cat": "cat"}, florence=str(tiny_florence), sam2=present_sam2, device="cpu")
     frames = list(scripted(model, [answer(true_boxes(0)), answer(true_boxes(2))]).track_video(scene(4), every=2))
-    assert [f.index for f in frames] == [0, 1, 2, 3] and [f.name for f in frames] == ["00000", "00001", "00002", "00003"]
+    assert ([f.index for f in frames] == [0, 1, 2, 3]
+            and [f.name for f in frames] == ["00000", "00001", "00002", "00003"])
     first = frames[0].detections
     assert first.tracker_id.tolist() == [1] and first.data["class_name"].tolist() == ["dog"]
     assert first.mask.shape == (1, H, W) and first.mask.any()

@@ -16,7 +16,9 @@ ALL_VARIANTS = list(segmenter.variants())
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    return segmenter.save_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "sam2.1_hiera_tiny.pt", "sam2.1_hiera_tiny")
+    return segmenter.save_random_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "sam2.1_hiera_tiny.pt", "sam2.1_hiera_tiny"
+    )
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)

@@ -19,7 +19,9 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "segmenter", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "segmenter", *map(str, args)], cwd=ROOT, capture_output=True, text=True
+    )
 
 
 def test_writes_one_mask_per_box(checkpoint, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import segmenter
+
 from meta_reference import build_meta_model, import_meta_sam2
 
 # Random weights give large, overlapping masks: most cases turn box NMS off (threshold 1) so that
@@ -17,7 +18,9 @@ CASES = {
     "sam2.1 whole image": ("sam2.1_hiera_tiny", dict(points_per_side=4, box_nms_thresh=1.0), 10),
     "sam2 whole image": ("sam2_hiera_tiny", dict(points_per_side=3, box_nms_thresh=1.0), 5),
     "sam2.1 default NMS": ("sam2.1_hiera_tiny", dict(points_per_side=3), 1),
-    "sam2.1 crop layer": ("sam2.1_hiera_tiny", dict(points_per_side=2, crop_n_layers=1, box_nms_thresh=1.0, crop_nms_thresh=1.0), 3),
+    "sam2.1 crop layer": (
+        "sam2.1_hiera_tiny", dict(points_per_side=2, crop_n_layers=1, box_nms_thresh=1.0, crop_nms_thresh=1.0), 3
+    ),
     "sam2.1 m2m": ("sam2.1_hiera_tiny", dict(points_per_side=2, use_m2m=True, box_nms_thresh=1.0), 3),
     "sam2.1 single mask": ("sam2.1_hiera_tiny", dict(points_per_side=3, multimask_output=False, box_nms_thresh=1.0), 3),
 }
@@ -161,7 +164,9 @@ def test_fast_path_changes_only_the_batching(small_model, image, case, monkeypat
 
         return counted
 
-    monkeypatch.setattr(small_model.sam_mask_decoder, "forward", counting("decoder", small_model.sam_mask_decoder.forward))
+    monkeypatch.setattr(
+        small_model.sam_mask_decoder, "forward", counting("decoder", small_model.sam_mask_decoder.forward)
+    )
     monkeypatch.setattr(small_model, "encode_images", counting("encoder", small_model.encode_images))
     records, counts = {}, {}
     for fast_path in (False, True):
@@ -181,7 +186,9 @@ def test_fast_path_changes_only_the_batching(small_model, image, case, monkeypat
     if keep_edge_masks:
         assert len({tuple(r["crop_box"]) for r in slow}) > 1, "only whole-image masks: crops not compared"
     for i, (a, b) in enumerate(zip(fast, slow)):
-        assert a["crop_box"] == b["crop_box"] and a["point_coords"][0] == pytest.approx(b["point_coords"][0]), f"mask {i}"
+        assert (
+            a["crop_box"] == b["crop_box"] and a["point_coords"][0] == pytest.approx(b["point_coords"][0])
+        ), f"mask {i}"
         assert (a["segmentation"] != b["segmentation"]).mean() < 1e-3, f"mask {i}"
         assert a["predicted_iou"] == pytest.approx(b["predicted_iou"], abs=1e-4)
         assert a["stability_score"] == pytest.approx(b["stability_score"], abs=1e-3)

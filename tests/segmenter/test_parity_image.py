@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import segmenter
+from segmenter.transforms import preprocess, to_tensor
+
 from meta_reference import build_meta_model, import_meta_sam2
 from numerics import assert_close, assert_masks_match
-from segmenter.transforms import preprocess, to_tensor
 
 TINY_VARIANTS = ["sam2_hiera_tiny", "sam2.1_hiera_tiny"]
 
@@ -108,7 +109,8 @@ PROMPT_CASES = {
     "points with a negative, single mask": dict(point_coords=CLICKS, point_labels=CLICK_LABELS, multimask_output=False),
     "box plus points": dict(box=BOX, point_coords=CLICKS, point_labels=CLICK_LABELS, multimask_output=False),
     "boxes plus points per box": dict(
-        box=BOXES, point_coords=np.stack([CLICKS] * 3), point_labels=np.stack([CLICK_LABELS] * 3), multimask_output=False
+        box=BOXES, point_coords=np.stack([CLICKS] * 3), point_labels=np.stack([CLICK_LABELS] * 3),
+        multimask_output=False,
     ),
     "relative coordinates": dict(box=BOX / np.array([640, 480, 640, 480]), normalize_coords=False),
 }
@@ -136,7 +138,9 @@ def test_mask_input_matches(pair, multimask):
     previous = low[np.argmax(iou)][None]
     for extra in (dict(point_coords=CLICKS[:1], point_labels=CLICK_LABELS[:1]), {}):
         meta_masks, meta_iou, meta_low = pair.meta.predict(mask_input=previous, multimask_output=multimask, **extra)
-        meta_logits, _, _ = pair.meta.predict(mask_input=previous, multimask_output=multimask, return_logits=True, **extra)
+        meta_logits, _, _ = pair.meta.predict(
+            mask_input=previous, multimask_output=multimask, return_logits=True, **extra
+        )
         masks, iou_ours, low_ours = pair.ours.predict(mask_input=previous, multimask_output=multimask, **extra)
         assert_close(low_ours, meta_low, f"low-res logits {extra.keys()}")
         assert_close(iou_ours, meta_iou, "IoU predictions")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import segmenter
+
 from meta_reference import build_meta_model
 from numerics import assert_close
 

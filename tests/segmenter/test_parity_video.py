@@ -22,10 +22,11 @@ import torch
 from PIL import Image
 
 import segmenter
-from meta_reference import build_meta_video_predictor
-from numerics import assert_close
 from segmenter.tracking import NO_OBJECT_SCORE
 from segmenter.video_predictor import SAM2VideoPredictor
+
+from meta_reference import build_meta_video_predictor
+from numerics import assert_close
 
 SIZE = 256
 H, W = 96, 128
@@ -53,14 +54,23 @@ def session(predictor, video):
     steps.append(("points", *predictor.add_new_points_or_box(state, 3, 7, points=[[95, 70], [20, 30]], labels=[1, 0])))
     steps.append(("empty mask", *predictor.add_new_mask(state, 2, 4, np.zeros((H, W), bool))))
     steps += [("forward", *r) for r in predictor.propagate_in_video(state)]
-    steps.append(("refine", *predictor.add_new_points_or_box(state, 6, 1, points=[[40, 40]], labels=[1], clear_old_points=False)))
+    steps.append(
+        (
+            "refine",
+            *predictor.add_new_points_or_box(state, 6, 1, points=[[40, 40]], labels=[1], clear_old_points=False),
+        )
+    )
     mask = np.zeros((H, W), bool)
     mask[50:90, 50:80] = True
     steps.append(("mask", *predictor.add_new_mask(state, 8, 9, mask)))
-    steps += [("reverse", *r) for r in predictor.propagate_in_video(state, start_frame_idx=NUM_FRAMES - 1, reverse=True)]
+    steps += [
+        ("reverse", *r) for r in predictor.propagate_in_video(state, start_frame_idx=NUM_FRAMES - 1, reverse=True)
+    ]
     obj_ids, updated = predictor.remove_object(state, 7)
     steps += [("removed", frame_idx, obj_ids, masks) for frame_idx, masks in updated]
-    steps += [("after removal", *r) for r in predictor.propagate_in_video(state, start_frame_idx=4, max_frame_num_to_track=2)]
+    steps += [
+        ("after removal", *r) for r in predictor.propagate_in_video(state, start_frame_idx=4, max_frame_num_to_track=2)
+    ]
     return steps, state
 
 

@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 
 import segmenter
-from numerics import assert_close
 from segmenter.device import resolve_device
 from segmenter.transforms import remove_small_regions
+
+from numerics import assert_close
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,15 @@ def test_prediction_needs_an_image(model):
 
 BAD_PROMPTS = {
     "points without labels": (dict(point_coords=[[1, 2]]), ValueError, "point_labels must be supplied"),
-    "label 2 is reserved for boxes": (dict(point_coords=[[1, 2]], point_labels=[2]), ValueError, "1 \\(positive\\) or 0"),
+    "label 2 is reserved for boxes": (
+        dict(point_coords=[[1, 2]], point_labels=[2]), ValueError, "1 \\(positive\\) or 0",
+    ),
     "labels do not match points": (dict(point_coords=[[1, 2], [3, 4]], point_labels=[1]), ValueError, "Nx2 or BxNx2"),
     "points are not pairs": (dict(point_coords=[[1, 2, 3]], point_labels=[1]), ValueError, "Nx2 or BxNx2"),
     "point sets do not match boxes": (
-        dict(box=[[0, 0, 5, 5], [1, 1, 6, 6], [2, 2, 7, 7]], point_coords=[[[1, 2]], [[3, 4]]], point_labels=[[1], [1]]),
+        dict(
+            box=[[0, 0, 5, 5], [1, 1, 6, 6], [2, 2, 7, 7]], point_coords=[[[1, 2]], [[3, 4]]], point_labels=[[1], [1]]
+        ),
         ValueError, "3 boxes but 2 point sets",
     ),
 }
@@ -65,7 +70,9 @@ def test_bad_prompts_give_clear_errors(predictor, case):
 BAD_IMAGE_INDICES = {
     "index out of range": (1, IndexError, "img_idx 1 out of range for 1 image"),
     "per-prompt index out of range": (torch.tensor([0, 1]), IndexError, "must lie in \\[0, 1\\)"),
-    "fewer indices than prompts": (torch.tensor([0]), ValueError, "one image index per prompt \\(2\\), got shape \\(1,\\)"),
+    "fewer indices than prompts": (
+        torch.tensor([0]), ValueError, "one image index per prompt \\(2\\), got shape \\(1,\\)",
+    ),
 }
 
 
@@ -193,7 +200,8 @@ def test_predict_batch_needs_one_entry_per_image(model, image):
 
 
 @pytest.mark.parametrize(
-    "bad", [[], np.zeros((4, 4, 3), np.uint8), "image.png", Image.new("RGB", (4, 4))], ids=["empty", "array", "str", "PIL"]
+    "bad", [[], np.zeros((4, 4, 3), np.uint8), "image.png", Image.new("RGB", (4, 4))],
+    ids=["empty", "array", "str", "PIL"],
 )
 def test_set_image_batch_needs_a_list(model, bad):
     with pytest.raises(TypeError, match="non-empty list"):

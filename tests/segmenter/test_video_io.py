@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from meta_reference import import_meta_sam2
 from segmenter import video_io
 from segmenter.video_io import CACHED_FRAMES, VideoError, VideoFrames, load_video_frames
+
+from meta_reference import import_meta_sam2
 
 HEIGHT, WIDTH, COUNT, FPS = 48, 64, 8, 10.0
 

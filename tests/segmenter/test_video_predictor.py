@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import segmenter
-from segmenter.tracking import MAX_OBJECT_POINTERS, NO_OBJECT_SCORE
+from segmenter.tracking import MAX_OBJECT_POINTERS
 from segmenter.video_predictor import FILLED_HOLE_LOGIT, SAM2VideoPredictor
 
 SIZE = 64
@@ -50,7 +50,9 @@ def test_tracks_every_frame_forward_and_backward(predictor):
 def test_max_frame_num_to_track_and_start(predictor):
     state = predictor.init_state(frames(8))
     predictor.add_new_points_or_box(state, 0, 1, points=[[10, 10]], labels=[1])
-    assert [f for f, _, _ in predictor.propagate_in_video(state, start_frame_idx=3, max_frame_num_to_track=2)] == [3, 4, 5]
+    assert [
+        f for f, _, _ in predictor.propagate_in_video(state, start_frame_idx=3, max_frame_num_to_track=2)
+    ] == [3, 4, 5]
     assert [f for f, _, _ in predictor.propagate_in_video(state, start_frame_idx=0, reverse=True)] == []
 
 

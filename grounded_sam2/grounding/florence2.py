@@ -1,5 +1,5 @@
-"""Grounding stage: Florence-2 (transformers' native classes, no remote code) finds a box for
-every object matching the ontology's prompts.
+"""The Florence-2 grounding backend (``florence2``): transformers' native classes, no remote
+code, find a box for every object matching the ontology's prompts.
 
 Two strategies:
 - ``"phrase_grounding"`` (default): ``<CAPTION_TO_PHRASE_GROUNDING>`` with all prompts in one
@@ -11,19 +11,21 @@ Two strategies:
 Each image's vision features are computed once and shared by all its chunks or prompts; many
 (image, prompt) rows are decoded per ``generate`` call, right-padded. Generation is explicit:
 greedy by default (``num_beams``), ``no_repeat_ngram_size`` off, ``max_new_tokens`` set. Box
-confidences: see :mod:`grounded_sam2.phrases`.
+confidences: see :mod:`grounded_sam2.grounding.florence2_tokens`.
 """
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from segmenter.device import resolve_device
 
-from .errors import GroundedSAM2Error, SettingsError
-from .phrases import bins_to_xyxy, match_prompt, parse_grounding
+from ..errors import SettingsError
+from .base import GroundedBox, GrounderConfig, GroundingModelError
+from .florence2_tokens import bins_to_xyxy, parse_grounding
+from .matching import match_prompt
 
 DEFAULT_FLORENCE = "florence-community/Florence-2-large"
 TASKS = {
@@ -33,16 +35,14 @@ TASKS = {
 CAPTION_SEPARATOR = ". "
 
 
-class GroundingModelError(GroundedSAM2Error, RuntimeError):
-    """Florence-2 could not be loaded or used."""
-
-
 @dataclass(frozen=True)
-class GroundingSettings:
-    """How Florence-2 is asked and decoded."""
+class Florence2Config(GrounderConfig):
+    """Which Florence-2 and how it is asked and decoded."""
 
-    strategy: str = "phrase_grounding"
-    num_beams: int = 1
+    backend = "florence2"
+    checkpoint: str = DEFAULT_FLORENCE  # hub id or local directory of a native checkpoint
+    strategy: str = "phrase_grounding"  # or "open_vocabulary"
+    num_beams: int = 1  # 1: greedy
     max_new_tokens: int = 512
     no_repeat_ngram_size: int = 0
     batch_size: int = 8  # (image, prompt) rows per generate call
@@ -52,17 +52,9 @@ class GroundingSettings:
             raise SettingsError(f"strategy must be one of {sorted(TASKS)}, got {self.strategy!r}")
         for name in ("num_beams", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be at least 1")
-
-
-@dataclass(frozen=True)
-class GroundedBox:
-    """A box found for one prompt, in pixels of the original image (XYXY)."""
-
-    prompt: str
-    phrase: str
-    xyxy: Tuple[float, float, float, float]
-    confidence: float
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.no_repeat_ngram_size < 0:
+            raise SettingsError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
 
 
 def load_florence2(source: str, device: torch.device, bf16: bool):
@@ -92,28 +84,22 @@ def load_florence2(source: str, device: torch.device, bf16: bool):
 
 
 class Florence2Grounder:
-    """Finds boxes for text prompts with Florence-2."""
+    """Finds boxes for text prompts with Florence-2 (a :class:`~grounded_sam2.grounding.Grounder`)."""
 
     def __init__(
-        self,
-        model: str = DEFAULT_FLORENCE,
-        device=None,
-        bf16: bool = True,
-        settings: GroundingSettings = GroundingSettings(),
-        logits_processor=None,
+        self, config: Florence2Config = Florence2Config(), device=None, bf16: bool = True, logits_processor=None
     ) -> None:
         """
         Arguments:
-          model: hub id or local directory of a native Florence-2 checkpoint.
+          config: checkpoint, strategy and generation settings.
           device: torch device; None picks CUDA, then MPS, then CPU.
           bf16: bfloat16 weights on CUDA.
-          settings: strategy and generation settings.
           logits_processor: extra transformers LogitsProcessorList applied during decoding
             (constrained decoding; the tests script known answers with it).
         """
+        self.config = config
         self.device = resolve_device(device)
-        self.processor, self.model = load_florence2(model, self.device, bf16)
-        self.settings = settings
+        self.processor, self.model = load_florence2(config.checkpoint, self.device, bf16)
         self.logits_processor = logits_processor
         tokenizer = self.processor.tokenizer
         self._image_token_id = self.model.config.image_token_id
@@ -123,13 +109,18 @@ class Florence2Grounder:
         self._stop_ids = (tokenizer.eos_token_id, tokenizer.pad_token_id)
         self._skip_ids = (tokenizer.bos_token_id,)  # answers start with a forced <s>
 
+    def describe(self) -> Dict[str, Any]:
+        """The settings that decide the boxes, for a dataset's manifest."""
+        return self.config.to_dict()
+
     # --- prompts -------------------------------------------------------------------------------
 
     def row_text(self, prompt_text: str) -> str:
         """The encoder input for one request, exactly as Florence2Processor lays it out."""
         tokenizer = self.processor.tokenizer
-        template = TASKS[self.settings.strategy][1]
-        return tokenizer.image_token * self._num_image_tokens + tokenizer.bos_token + template.format(prompt_text) + tokenizer.eos_token
+        template = TASKS[self.config.strategy][1]
+        image_tokens = tokenizer.image_token * self._num_image_tokens
+        return image_tokens + tokenizer.bos_token + template.format(prompt_text) + tokenizer.eos_token
 
     def _length(self, prompt_text: str) -> int:
         return len(self.processor.tokenizer(self.row_text(prompt_text), add_special_tokens=False)["input_ids"])
@@ -142,7 +133,7 @@ class Florence2Grounder:
                     f"prompt {prompt[:60]!r}... is too long for Florence-2 ({self._max_positions} positions "
                     f"including {self._num_image_tokens} image tokens)"
                 )
-        if self.settings.strategy == "open_vocabulary":
+        if self.config.strategy == "open_vocabulary":
             return [[p] for p in prompts]
         groups: List[List[str]] = [[]]
         for prompt in prompts:
@@ -167,14 +158,14 @@ class Florence2Grounder:
         features = self.model.get_image_features(pixel_values).pooler_output  # I x T x D
         rows = [(i, group) for i in range(len(images)) for group in groups]
         results: List[List[GroundedBox]] = [[] for _ in images]
-        size = self.settings.batch_size
+        size = self.config.batch_size
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
             for (i, group), parsed in zip(batch, self._generate(features, batch)):
                 h, w = images[i].shape[:2]
                 for box in parsed:
                     # a per-prompt request answers for its prompt; a caption's phrases are matched back
-                    per_prompt = self.settings.strategy == "open_vocabulary"
+                    per_prompt = self.config.strategy == "open_vocabulary"
                     prompt = group[0] if per_prompt else match_prompt(box.phrase, group)
                     if prompt is not None:
                         results[i].append(GroundedBox(prompt, box.phrase, bins_to_xyxy(box.bins, w, h), box.confidence))
@@ -190,8 +181,9 @@ class Florence2Grounder:
         row_features = features[[i for i, _ in rows]].to(embeds.dtype)
         is_image = (input_ids == self._image_token_id).unsqueeze(-1).expand_as(embeds)
         embeds = embeds.masked_scatter(is_image, row_features)
-        encoder_outputs = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True)
-        s = self.settings
+        encoder = self.model.get_encoder()
+        encoder_outputs = encoder(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True)
+        s = self.config
         beam_settings = dict(num_beams=s.num_beams, early_stopping=True) if s.num_beams > 1 else dict(num_beams=1)
         out = self.model.generate(
             encoder_outputs=encoder_outputs,

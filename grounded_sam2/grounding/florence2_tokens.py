@@ -1,4 +1,5 @@
-"""Pure functions that turn Florence-2's generated tokens into scored, prompt-matched boxes.
+"""Pure functions that turn Florence-2's generated tokens into scored boxes (the phrases are
+matched to prompts by :mod:`grounded_sam2.grounding.matching`).
 
 Florence-2 answers a grounding request as ``phrase<loc_x0><loc_y0><loc_x1><loc_y1>...``: each
 phrase is followed by one or more groups of four location tokens, each ``<loc_N>`` (N in
@@ -10,10 +11,8 @@ tokens (log-probabilities from the raw logits, before any logits processing).
 """
 
 import math
-import re
-import unicodedata
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 LOCATION_BINS = 1000
 
@@ -78,39 +77,3 @@ def bins_to_xyxy(bins: Sequence[int], width: int, height: int) -> Tuple[float, f
     """Location bins to pixel XYXY (bin centres), clipped to the image, with x0 <= x1, y0 <= y1."""
     x0, y0, x1, y1 = ((b + 0.5) * size / LOCATION_BINS for b, size in zip(bins, (width, height, width, height)))
     return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
-
-
-_ARTICLES = re.compile(r"^(a|an|the)\s+")
-_NON_WORD = re.compile(r"[^a-z0-9]+")
-
-
-def _singular(word: str) -> str:
-    for suffix, replacement in (("ies", "y"), ("ves", "f"), ("ses", "s"), ("xes", "x"), ("ches", "ch"), ("shes", "sh")):
-        if word.endswith(suffix) and len(word) > len(suffix) + 1:
-            return word[: -len(suffix)] + replacement
-    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
-        return word[:-1]
-    return word
-
-
-def normalize_phrase(text: str, drop_non_ascii: bool = False) -> str:
-    """Canonical form for matching: accents folded to ASCII ("café" -> "cafe"), or non-ASCII
-    characters dropped as Florence's own parser does ("café" -> "caf"); lower case, punctuation
-    as spaces, leading article removed, each word singular."""
-    if not drop_non_ascii:
-        text = unicodedata.normalize("NFKD", text)
-    text = text.encode("ascii", "ignore").decode("ascii").lower()
-    text = _NON_WORD.sub(" ", text).strip()
-    text = _ARTICLES.sub("", text)
-    return " ".join(_singular(w) for w in text.split())
-
-
-def match_prompt(phrase: str, prompts: Sequence[str]) -> Optional[str]:
-    """The prompt a returned phrase stands for, or None when it matches none of them."""
-    key = normalize_phrase(phrase)
-    if not key:
-        return None
-    for prompt in prompts:
-        if key in (normalize_phrase(prompt), normalize_phrase(prompt, drop_non_ascii=True)):
-            return prompt
-    return None

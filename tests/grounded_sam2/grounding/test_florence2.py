@@ -4,15 +4,17 @@ phrase -> prompt mapping, chunking, strategies, batching, confidences, errors.""
 import numpy as np
 import pytest
 
+from grounded_sam2.errors import SettingsError
+from grounded_sam2.grounding import Florence2Config, Florence2Grounder, GroundingModelError
+from grounded_sam2.grounding.florence2_tokens import bins_to_xyxy
+
 from florence_script import ScriptedAnswers
-from grounded_sam2.grounding import Florence2Grounder, GroundingModelError, GroundingSettings
-from grounded_sam2.phrases import bins_to_xyxy
 
 IMAGES = [np.full((40, 60, 3), 90, np.uint8), np.random.default_rng(0).integers(0, 255, (50, 30, 3), dtype=np.uint8)]
 
 
 def grounder(tiny_florence, answers=(), **settings) -> Florence2Grounder:
-    g = Florence2Grounder(str(tiny_florence), device="cpu", settings=GroundingSettings(**settings))
+    g = Florence2Grounder(Florence2Config(str(tiny_florence), **settings), device="cpu")
     g.logits_processor = [ScriptedAnswers(g.processor.tokenizer, answers, settings.get("num_beams", 1))]
     return g
 
@@ -36,7 +38,8 @@ def test_request_layout_equals_the_processor(tiny_florence, strategy, task):
 def test_phrase_grounding_maps_phrases_to_prompts(tiny_florence):
     prompts = ["dog", "red car", "café table"]
     answers = [
-        "Dogs" + box(100, 200, 300, 400) + box(500, 500, 600, 700) + "the image" + box(0, 0, 999, 999) + " red cars" + box(1, 2, 3, 4),
+        "Dogs" + box(100, 200, 300, 400) + box(500, 500, 600, 700) + "the image" + box(0, 0, 999, 999)
+        + " red cars" + box(1, 2, 3, 4),
         "caf table" + box(10, 20, 990, 980) + "unicorn" + box(5, 5, 6, 6),
     ]
     g = grounder(tiny_florence, answers)
@@ -94,12 +97,22 @@ def test_batched_rows_equal_single_rows(tiny_florence, num_beams):
 
 def test_missing_model_says_how_to_get_it(tmp_path):
     with pytest.raises(GroundingModelError, match="huggingface-cli download"):
-        Florence2Grounder(str(tmp_path / "no-model"), device="cpu")
+        Florence2Grounder(Florence2Config(str(tmp_path / "no-model")), device="cpu")
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(strategy="od"), "strategy must be one of"), (dict(num_beams=0), "num_beams"), (dict(batch_size=0), "batch_size"),
+    (dict(strategy="od"), "strategy must be one of"), (dict(num_beams=0), "num_beams"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(max_new_tokens=0), "max_new_tokens"), (dict(no_repeat_ngram_size=-1), "no_repeat_ngram_size"),
 ])
 def test_bad_settings(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        GroundingSettings(**kwargs)
+    with pytest.raises(SettingsError, match=message):
+        Florence2Config(**kwargs)
+
+
+def test_describe_records_every_setting_and_the_resolved_checkpoint(tiny_florence, monkeypatch):
+    monkeypatch.chdir(tiny_florence.parent)
+    g = Florence2Grounder(Florence2Config(tiny_florence.name, num_beams=2), device="cpu")
+    assert g.describe() == {"backend": "florence2", "checkpoint": str(tiny_florence.resolve()),
+                            "strategy": "phrase_grounding", "num_beams": 2, "max_new_tokens": 512,
+                            "no_repeat_ngram_size": 0, "batch_size": 8}

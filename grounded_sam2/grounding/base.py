@@ -1,0 +1,58 @@
+"""What every grounding backend is: a :class:`Grounder` that finds :class:`GroundedBox` es for
+text prompts, built from a frozen, validated :class:`GrounderConfig`."""
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Protocol, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import GroundedSAM2Error
+
+
+class GroundingModelError(GroundedSAM2Error, RuntimeError):
+    """A grounding model that could not be loaded or used."""
+
+
+@dataclass(frozen=True)
+class GroundedBox:
+    """A box found for one prompt: XYXY in continuous pixel coordinates of the original image
+    (see :mod:`grounded_sam2.detections`), the phrase the model gave and its confidence in [0, 1]."""
+
+    prompt: str
+    phrase: str
+    xyxy: Tuple[float, float, float, float]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class GrounderConfig:
+    """Settings of one grounding backend; each backend subclasses it with its own fields (all
+    with defaults) and names itself in :attr:`backend`. ``checkpoint`` is a hub id or a local
+    directory."""
+
+    backend: ClassVar[str] = ""
+    checkpoint: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON-able settings, ``backend`` first; a local checkpoint as its absolute path, so
+        that the same model named two ways records the same settings."""
+        settings = dataclasses.asdict(self)
+        if Path(self.checkpoint).expanduser().exists():
+            settings["checkpoint"] = str(Path(self.checkpoint).expanduser().resolve())
+        return {"backend": self.backend, **settings}
+
+
+class Grounder(Protocol):
+    """Finds boxes for text prompts in RGB images."""
+
+    config: GrounderConfig
+
+    def ground(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> List[List[GroundedBox]]:
+        """Boxes for ``prompts`` in each HxWx3 RGB uint8 image: one list per image, each box
+        naming the prompt (one of ``prompts``, never another text) it was found for."""
+
+    def describe(self) -> Dict[str, Any]:
+        """JSON-able settings that decide the boxes (backend, checkpoint, options), for a
+        dataset's manifest."""

@@ -1,0 +1,76 @@
+"""The text-grounded pipeline, without autodistill: ontology -> grounder -> filters ->
+segmenter -> ``sv.Detections`` (see :mod:`grounded_sam2.detections`).
+
+    pipeline = Pipeline(PipelineConfig.from_options({"dog": "dog"}, sam2="sam2.1_hiera_tiny.pt"))
+    [detections] = pipeline.predict_batch([rgb_uint8_image])
+"""
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import supervision as sv
+
+from segmenter.device import resolve_device
+
+from .config import PipelineConfig
+from .filters import filter_boxes
+from .grounding import Grounder, build_grounder
+from .ontology import Ontology
+from .segmentation import BoxRequest, Segmenter, given_box_requests
+
+
+class Pipeline:
+    """Masks for the ontology's prompts in RGB images."""
+
+    def __init__(self, config: PipelineConfig, grounder: Optional[Grounder] = None,
+                 segmenter: Optional[Segmenter] = None) -> None:
+        """Builds both models from ``config``, on its device, unless already built ones are
+        given (``grounder``, ``segmenter``)."""
+        self.config = config
+        self.device = resolve_device(config.placement.device)
+        bf16 = config.placement.bf16
+        self.grounder = grounder if grounder is not None else build_grounder(config.grounder, self.device, bf16)
+        self.segmenter = segmenter if segmenter is not None else Segmenter(config.segmenter, self.device, bf16)
+
+    @property
+    def ontology(self) -> Ontology:
+        return self.config.ontology
+
+    @property
+    def classes(self) -> List[str]:
+        """Class names; a detection's ``class_id`` indexes this list."""
+        return list(self.ontology.classes)
+
+    def ground(self, images: Sequence[np.ndarray]) -> List[List[BoxRequest]]:
+        """The filtered grounding boxes of RGB uint8 images, one list per image (the first stage
+        of :meth:`predict_batch`; video labeling also uses it to start and confirm tracks)."""
+        ontology = self.ontology
+        grounded = self.grounder.ground(list(images), ontology.prompts)
+        return [
+            [BoxRequest(b.xyxy, ontology.class_id(b.prompt), ontology.class_of(b.prompt), b.confidence, b.prompt)
+             for b in filter_boxes(boxes, self.config.filters, ontology.class_id)]
+            for boxes in grounded
+        ]
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> List[sv.Detections]:
+        """Detections with NxHxW boolean masks for RGB uint8 images: grounded together,
+        encoded by SAM 2 in one pass."""
+        images = list(images)
+        return self.segmenter.segment(images, self.ground(images))
+
+    def segment_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray],
+                      class_ids: Sequence[np.ndarray]) -> List[sv.Detections]:
+        """Masks for boxes you already have (grounding skipped): per RGB uint8 image an Nx4 XYXY
+        array and N class ids (indexes of :attr:`classes`). Confidence is SAM 2's predicted IoU."""
+        requests = [given_box_requests(xyxy, ids, self.ontology.classes) for xyxy, ids in zip(boxes, class_ids)]
+        return self.segmenter.segment(list(images), requests)
+
+    def describe(self) -> Dict[str, Any]:
+        """The pipeline's provenance, as a dataset's manifest records it: the configuration with
+        the grounder's and segmenter's own descriptions and the device type actually used."""
+        return {
+            **self.config.to_dict(),
+            "grounder": self.grounder.describe(),
+            "segmenter": self.segmenter.describe(),
+            "placement": {"device": self.device.type, "bf16": self.config.placement.bf16},
+        }
