@@ -27,8 +27,9 @@ Exit codes: 0 done, 1 some inputs skipped, 2 error (nothing labeled), 130 interr
 """
 
 # option destinations, by what they configure
-PIPELINE_OPTIONS = ("grounder", "florence", "strategy", "num_beams", "min_confidence", "nms_threshold",
-                    "class_agnostic_nms", "min_box_area", "sam2", "tighten_boxes", "device")
+PIPELINE_OPTIONS = ("grounder", "florence", "strategy", "num_beams", "box_threshold", "text_threshold",
+                    "min_confidence", "nms_threshold", "class_agnostic_nms", "min_box_area", "sam2", "tighten_boxes",
+                    "device")
 DATASET_OPTIONS = ("format", "split", "seed", "coco_mask_format")
 TRACKING_OPTIONS = ("every", "match_iou", "max_missed_keyframes")
 GENERATOR_OPTIONS = ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh",
@@ -87,7 +88,7 @@ def _add_model_options(parser: argparse.ArgumentParser, boxes: bool = True) -> N
 def _add_grounding_options(parser: argparse.ArgumentParser) -> None:
     """The text-grounded commands' ontology, grounding model and box filters."""
     from .filters import FilterConfig
-    from .grounding import DEFAULT_GROUNDER, GROUNDERS, Florence2Config
+    from .grounding import DEFAULT_GROUNDER, GROUNDERS, Florence2Config, GroundingDinoConfig, Owlv2Config
 
     parser.add_argument("--ontology", required=True,
                         help="{prompt: class} as a YAML/JSON file, a JSON string, or a shipped name (coco80, example)")
@@ -95,10 +96,16 @@ def _add_grounding_options(parser: argparse.ArgumentParser) -> None:
                                            f"directory>' (default: {DEFAULT_GROUNDER})")
     parser.add_argument("--florence", help=f"Florence-2 hub id or directory (default: {Florence2Config.checkpoint})")
     parser.add_argument("--strategy", choices=["phrase_grounding", "open_vocabulary"],
-                        help=f"one caption with all prompts per image, or one request per prompt "
+                        help=f"florence2: one caption with all prompts per image, or one request per prompt "
                              f"(default: {Florence2Config.strategy})")
     parser.add_argument("--num-beams", type=int,
-                        help=f"Florence-2 beam search width (default: {Florence2Config.num_beams}: greedy)")
+                        help=f"florence2: beam search width (default: {Florence2Config.num_beams}: greedy)")
+    parser.add_argument("--box-threshold", type=float,
+                        help=f"grounding-dino, mm-grounding-dino, owlv2: minimum box score (default: "
+                             f"{GroundingDinoConfig.box_threshold}, owlv2 {Owlv2Config.box_threshold})")
+    parser.add_argument("--text-threshold", type=float,
+                        help=f"grounding-dino, mm-grounding-dino: minimum score of the box's prompt "
+                             f"(default: {GroundingDinoConfig.text_threshold})")
     parser.add_argument("--min-confidence", type=float,
                         help=f"minimum grounding confidence of a box (default: {FilterConfig.min_confidence})")
     parser.add_argument("--nms-threshold", type=float,
@@ -191,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = commands.add_parser(
         "make-tiny-models",
-        help="write a tiny random Florence-2 (DIR/florence2) and SAM 2 checkpoint (DIR/sam2.pt) for offline smoke runs",
+        help="write tiny random models of every grounding backend (DIR/<backend>) and of SAM 2 (DIR/sam2.pt) "
+             "for offline smoke runs",
         description="Writes random models that load like the real ones. Their labels are meaningless: "
                     "they are for testing the pipeline where real weights cannot be downloaded.",
     )
@@ -202,10 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "make-tiny-models":
-        from .tiny_models import make_tiny_models
+        from .tiny_models import TINY_GROUNDERS, make_tiny_models
 
-        florence, sam2 = make_tiny_models(args.directory)
-        print(f"Florence-2: {florence}\nSAM 2: {sam2}\n(random weights: the labels they produce are meaningless)")
+        _, sam2 = make_tiny_models(args.directory, grounders=tuple(TINY_GROUNDERS))
+        for backend in TINY_GROUNDERS:
+            print(f"--grounder {backend}:{args.directory / backend}")
+        print(f"--sam2 {sam2}\n(random weights: the labels they produce are meaningless)")
         return EXIT_OK
     return _run(args)
 

@@ -30,6 +30,7 @@ class Pipeline:
         self.device = resolve_device(config.placement.device)
         bf16 = config.placement.bf16
         self.grounder = grounder if grounder is not None else build_grounder(config.grounder, self.device, bf16)
+        self.grounder.check_prompts(config.ontology.prompts)  # before the first image
         self.segmenter = segmenter if segmenter is not None else Segmenter(config.segmenter, self.device, bf16)
 
     @property

@@ -15,7 +15,7 @@ from .errors import GroundedSAM2Error
 
 DOWNLOAD_HELP = (
     "Download it with `bash checkpoints/download_ckpts.sh` from a source checkout, or with "
-    "`huggingface-cli download {hub_id} {file}`, or from {url}, then pass the file's path."
+    "`hf download {hub_id} {file}`, or from {url}, then pass the file's path."
 )
 
 

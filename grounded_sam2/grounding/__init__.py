@@ -4,11 +4,15 @@
 - :mod:`.registry`: the backends by name and building one from a spec (``"florence2"``,
   ``"florence2:<hub id or dir>"``);
 - :mod:`.matching`: mapping returned phrases back to prompts, for every backend;
-- :mod:`.florence2` and :mod:`.florence2_tokens`: the Florence-2 backend and its token parsing.
+- :mod:`.loading`: loading a backend's processor and model, with clear errors;
+- the backends: :mod:`.florence2` (+ :mod:`.florence2_tokens`, its token parsing),
+  :mod:`.grounding_dino` (Grounding DINO and MM-Grounding-DINO / LLMDet), :mod:`.owlv2`.
 """
 
 from .base import GroundedBox, Grounder, GrounderConfig, GroundingModelError
 from .florence2 import DEFAULT_FLORENCE, Florence2Config, Florence2Grounder
+from .grounding_dino import GroundingDinoConfig, GroundingDinoGrounder, MMGroundingDinoConfig
+from .owlv2 import Owlv2Config, Owlv2Grounder
 from .registry import DEFAULT_GROUNDER, GROUNDERS, build_grounder, grounder_config, grounder_config_from_dict
 
 __all__ = [
@@ -24,4 +28,9 @@ __all__ = [
     "DEFAULT_FLORENCE",
     "Florence2Config",
     "Florence2Grounder",
+    "GroundingDinoConfig",
+    "MMGroundingDinoConfig",
+    "GroundingDinoGrounder",
+    "Owlv2Config",
+    "Owlv2Grounder",
 ]

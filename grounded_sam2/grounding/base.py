@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Protocol, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from ..errors import GroundedSAM2Error
 
@@ -32,7 +33,11 @@ class GrounderConfig:
     with defaults) and names itself in :attr:`backend`. ``checkpoint`` is a hub id or a local
     directory."""
 
-    backend: ClassVar[str] = ""
+    backend: ClassVar[str] = ""  # the registry's name
+    display_name: ClassVar[str] = ""  # for messages
+    model_type: ClassVar[str] = ""  # the transformers config's model_type a checkpoint must have
+    model_class: ClassVar[str] = ""  # the transformers class that loads it
+    checkpoint_help: ClassVar[str] = ""  # added to the message for a checkpoint that cannot be loaded
     checkpoint: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
@@ -49,6 +54,10 @@ class Grounder(Protocol):
 
     config: GrounderConfig
 
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        """Raises :class:`GroundingModelError` for prompts the model cannot take (too long), so
+        that a pipeline fails before its first image."""
+
     def ground(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> List[List[GroundedBox]]:
         """Boxes for ``prompts`` in each HxWx3 RGB uint8 image: one list per image, each box
         naming the prompt (one of ``prompts``, never another text) it was found for."""
@@ -56,3 +65,15 @@ class Grounder(Protocol):
     def describe(self) -> Dict[str, Any]:
         """JSON-able settings that decide the boxes (backend, checkpoint, options), for a
         dataset's manifest."""
+
+
+def boxes_to_pixels(
+    cxcywh: torch.Tensor, scale: Tuple[float, float], width: int, height: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Normalized centre/size boxes (...x4, how DETR-style models predict them) as XYXY pixels,
+    multiplied by ``scale`` (x, y) and clipped to a ``width`` x ``height`` image; and which of them
+    keep an area inside the image (a box predicted in the padding around an image has none)."""
+    centre, size = cxcywh[..., :2], cxcywh[..., 2:]
+    xyxy = torch.cat([centre - size / 2, centre + size / 2], dim=-1) * cxcywh.new_tensor([*scale, *scale])
+    xyxy = torch.minimum(xyxy.clamp(min=0), cxcywh.new_tensor([width, height, width, height]))
+    return xyxy, (xyxy[..., 2] > xyxy[..., 0]) & (xyxy[..., 3] > xyxy[..., 1])

@@ -25,6 +25,7 @@ from segmenter.device import resolve_device
 from ..errors import SettingsError
 from .base import GroundedBox, GrounderConfig, GroundingModelError
 from .florence2_tokens import bins_to_xyxy, parse_grounding
+from .loading import load_model_and_processor
 from .matching import match_prompt
 
 DEFAULT_FLORENCE = "florence-community/Florence-2-large"
@@ -40,6 +41,13 @@ class Florence2Config(GrounderConfig):
     """Which Florence-2 and how it is asked and decoded."""
 
     backend = "florence2"
+    display_name = "Florence-2"
+    model_type = "florence2"
+    model_class = "Florence2ForConditionalGeneration"
+    checkpoint_help = (
+        " Native checkpoints are florence-community/Florence-2-large and florence-community/Florence-2-base "
+        "(the remote-code microsoft/* repositories do not load with transformers 5)."
+    )
     checkpoint: str = DEFAULT_FLORENCE  # hub id or local directory of a native checkpoint
     strategy: str = "phrase_grounding"  # or "open_vocabulary"
     num_beams: int = 1  # 1: greedy
@@ -55,32 +63,6 @@ class Florence2Config(GrounderConfig):
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.no_repeat_ngram_size < 0:
             raise SettingsError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
-
-
-def load_florence2(source: str, device: torch.device, bf16: bool):
-    """(processor, model) from a hub id or a local directory, bf16 weights on CUDA when asked."""
-    try:
-        from transformers import AutoProcessor, Florence2ForConditionalGeneration
-    except ImportError as e:
-        raise GroundingModelError(
-            f"transformers cannot import Florence-2 ({e}). transformers >= 5.23 is needed; note that it imports "
-            f"torchvision whenever torchvision is installed, so a torchvision built for another torch breaks it: "
-            f"uninstall torchvision (grounded-sam2 does not need it) or install the one matching your torch."
-        ) from e
-
-    dtype = torch.bfloat16 if (bf16 and device.type == "cuda") else torch.float32
-    try:
-        processor = AutoProcessor.from_pretrained(source)
-        model = Florence2ForConditionalGeneration.from_pretrained(source, dtype=dtype)
-    except (OSError, ValueError, KeyError) as e:
-        raise GroundingModelError(
-            f"could not load Florence-2 from {source!r}: {str(e).splitlines()[0]}\n"
-            f"Pass a local directory, or download the model once where the hub is reachable: "
-            f"`huggingface-cli download {source if '/' in source else DEFAULT_FLORENCE}`. Native checkpoints are "
-            f"florence-community/Florence-2-large and florence-community/Florence-2-base "
-            f"(the remote-code microsoft/* repositories do not load with transformers 5)."
-        ) from e
-    return processor, model.to(device).eval()
 
 
 class Florence2Grounder:
@@ -99,7 +81,7 @@ class Florence2Grounder:
         """
         self.config = config
         self.device = resolve_device(device)
-        self.processor, self.model = load_florence2(config.checkpoint, self.device, bf16)
+        self.processor, self.model = load_model_and_processor(config, self.device, bf16)
         self.logits_processor = logits_processor
         tokenizer = self.processor.tokenizer
         self._image_token_id = self.model.config.image_token_id
@@ -112,6 +94,10 @@ class Florence2Grounder:
     def describe(self) -> Dict[str, Any]:
         """The settings that decide the boxes, for a dataset's manifest."""
         return self.config.to_dict()
+
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        """Raises :class:`GroundingModelError` for a prompt too long for the text encoder."""
+        self.prompt_groups(prompts)
 
     # --- prompts -------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The grounding backends by name, and building one from a spec or a manifest.
 
 A spec names a backend and optionally its checkpoint: ``"florence2"`` (the backend's default
-checkpoint) or ``"florence2:<hub id or directory>"``. Options are the fields of the backend's
-config class (for Florence-2, :class:`~grounded_sam2.grounding.florence2.Florence2Config`).
+checkpoint) or ``"grounding-dino:<hub id or directory>"``. Options are the fields of the
+backend's config class (``Florence2Config``, ``GroundingDinoConfig``, ``MMGroundingDinoConfig``,
+``Owlv2Config``).
 """
 
 import dataclasses
@@ -11,6 +12,8 @@ from typing import Any, Callable, Dict, Mapping, NamedTuple, Type
 from ..errors import SettingsError
 from .base import Grounder, GrounderConfig
 from .florence2 import Florence2Config, Florence2Grounder
+from .grounding_dino import GroundingDinoConfig, GroundingDinoGrounder, MMGroundingDinoConfig
+from .owlv2 import Owlv2Config, Owlv2Grounder
 
 DEFAULT_GROUNDER = "florence2"
 
@@ -22,6 +25,9 @@ class Backend(NamedTuple):
 
 GROUNDERS: Dict[str, Backend] = {
     "florence2": Backend(Florence2Config, Florence2Grounder),
+    "grounding-dino": Backend(GroundingDinoConfig, GroundingDinoGrounder),
+    "mm-grounding-dino": Backend(MMGroundingDinoConfig, GroundingDinoGrounder),
+    "owlv2": Backend(Owlv2Config, Owlv2Grounder),
 }
 
 

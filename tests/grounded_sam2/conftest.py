@@ -22,3 +22,19 @@ def small_sam2():
     model = segmenter.build_model(config).eval()
     model.load_state_dict(segmenter.random_state_dict(config, seed=3))
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_grounder(tmp_path_factory):
+    """tiny_grounder(backend): the directory of a tiny random model of that grounding backend,
+    written once per session (``grounded_sam2.tiny_models.TINY_GROUNDERS``)."""
+    from grounded_sam2.tiny_models import TINY_GROUNDERS
+
+    root, made = tmp_path_factory.mktemp("grounders"), {}
+
+    def directory(backend: str) -> Path:
+        if backend not in made:
+            made[backend] = TINY_GROUNDERS[backend](root / backend)
+        return made[backend]
+
+    return directory

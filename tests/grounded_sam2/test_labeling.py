@@ -20,6 +20,7 @@ from grounded_sam2 import GroundedSAM2
 from grounded_sam2.datasets.sources import find_images
 from grounded_sam2.datasets.writer import DatasetConfig, DatasetError, DatasetWriter, ImageResult
 from grounded_sam2.detections import empty_detections
+from grounded_sam2.grounding import GROUNDERS
 from grounded_sam2.labeling import STOP_AFTER_SAME_FAILURES, label_batch, label_images
 from grounded_sam2.tiny_models import make_tiny_models
 
@@ -362,3 +363,42 @@ def test_a_worker_never_creates_the_dataset(tmp_path):
     assert not (tmp_path / "new" / "manifest.json").exists()
     writer_for(tmp_path / "new")
     writer_for(tmp_path / "new", create=False)  # opens what the parent created
+
+
+# --- every grounding backend, end to end ----------------------------------------------------------
+
+SHARED = {"dog": "dog", "puppy": "dog", "red car": "car"}  # two prompts share a class
+
+
+@pytest.mark.parametrize("backend", list(GROUNDERS))
+def test_every_grounding_backend_labels_a_folder_and_a_video(backend, tiny_grounder, tiny_florence, small_sam2,
+                                                             tmp_path):
+    checkpoint = tiny_florence if backend == "florence2" else tiny_grounder(backend)
+    model = GroundedSAM2(SHARED, grounder=f"{backend}:{checkpoint}", sam2=small_sam2, device="cpu")
+    sources = write_pictures(tmp_path / "in", [64, 80])
+    summary = model.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
+    assert summary.labeled == 2 and not summary.skipped and sum(summary.objects_per_class.values()) > 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["pipeline"]["grounder"]["backend"] == backend
+    assert manifest["pipeline"]["grounder"]["checkpoint"] == str(checkpoint.resolve())
+    labels = {p.stem for p in (tmp_path / "out").glob("*/labels/*.txt")}
+    assert labels == {s.name for s in sources}
+    frames = [picture(40, 64, seed) for seed in range(3)]
+    video = model.label_video(frames, tmp_path / "video", every=2, progress=False)
+    assert video.frames == 3 and (tmp_path / "video" / "video.json").is_file()
+
+
+def test_cli_make_tiny_models_then_label_with_another_grounder(tmp_path):
+    made = cli("make-tiny-models", tmp_path / "tiny")
+    assert made.returncode == 0, made.stderr
+    specs = [line.split()[1] for line in made.stdout.splitlines() if line.startswith("--grounder")]
+    assert specs == [f"{name}:{tmp_path / 'tiny' / name}" for name in GROUNDERS]
+    write_pictures(tmp_path / "in", [50, 60])
+    common = ["--ontology", "example", "--sam2", tmp_path / "tiny" / "sam2.pt", "--device", "cpu", "--no-progress"]
+    result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--grounder", specs[-1], "--box-threshold", "0.5",
+                 *common)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["pipeline"]["grounder"]["box_threshold"] == 0.5
+    wrong = cli("label", tmp_path / "in", "-o", tmp_path / "out2", "--box-threshold", "0.5", *common)
+    assert wrong.returncode == 2 and "the florence2 grounder has no option box_threshold" in wrong.stderr
+    assert not (tmp_path / "out2").exists(), "options are checked before anything is created"

@@ -96,7 +96,7 @@ def test_batched_rows_equal_single_rows(tiny_florence, num_beams):
 
 
 def test_missing_model_says_how_to_get_it(tmp_path):
-    with pytest.raises(GroundingModelError, match="huggingface-cli download"):
+    with pytest.raises(GroundingModelError, match="hf download"):
         Florence2Grounder(Florence2Config(str(tmp_path / "no-model")), device="cpu")
 
 
