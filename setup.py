@@ -32,6 +32,7 @@ setup(
         "scikit-learn",
         "tqdm",
         "pycocotools",
+        "scipy",  # OWLv2's image processor without torchvision
     ],
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": ["grounded-sam2 = grounded_sam2.cli:main"]},

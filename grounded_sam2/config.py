@@ -10,10 +10,13 @@ from it.
 The flat option names that ``GroundedSAM2(...)`` and the command line take are mapped here, and
 only here (:meth:`PipelineConfig.from_options`):
 
-- ``grounder``: a backend spec, ``"florence2"`` or ``"florence2:<hub id or dir>"``;
-  ``florence``: the Florence-2 checkpoint (the same as ``grounder="florence2:<it>"``);
-- the grounder's own options (Florence-2: ``strategy``, ``num_beams``, ``max_new_tokens``,
-  ``no_repeat_ngram_size``, ``batch_size``);
+- ``grounder``: a backend spec, ``"florence2"`` (the default), ``"grounding-dino"``,
+  ``"mm-grounding-dino"`` or ``"owlv2"``, optionally with ``":<hub id or dir>"``; ``florence``: the
+  Florence-2 checkpoint (the same as ``grounder="florence2:<it>"``);
+- the grounder's own options, the fields of its config: Florence-2 ``strategy``, ``num_beams``,
+  ``max_new_tokens``, ``no_repeat_ngram_size``, ``batch_size`` (rows per generate call); the
+  Grounding DINO family ``box_threshold``, ``text_threshold``, ``batch_size`` (images per pass);
+  OWLv2 ``box_threshold``, ``batch_size``;
 - the filters: ``min_confidence``, ``nms_threshold`` (None: off), ``class_agnostic_nms``,
   ``min_box_area``;
 - the segmenter: ``sam2``, ``tighten_boxes``;

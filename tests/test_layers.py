@@ -80,6 +80,19 @@ def test_no_module_imports_a_higher_layer():
     assert not wrong, "\n".join(wrong)
 
 
+FORBIDDEN = ("torchvision", "timm", "hydra", "omegaconf", "sam2")  # not at run time (README, Install)
+
+
+def test_no_module_imports_torchvision_timm_hydra_or_meta_sam2():
+    wrong = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            wrong += [f"{name} imports {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_import_cycles():
     edges = graph()
     cycles, state = [], {}
