@@ -3,7 +3,7 @@
 Layout (``OUT/``)::
 
     manifest.json                 the configuration; a resume must match it
-    data.yaml                     YOLO formats: path, train, val (, test), names, nc
+    data.yaml                     YOLO formats: train, val (, test), names, nc; folders relative to it
     train|valid|test/images/      the images (original bytes; EXIF-rotated ones re-encoded as PNG,
                                   video frames without a file as JPEG)
     train|valid|test/labels/      YOLO: one .txt per image (empty: no object)
@@ -296,7 +296,10 @@ class DatasetWriter:
                 counts.update(self.classes[int(line.split()[0])] for line in label.read_text().splitlines() if line)
             if split != "test" or self._has_test():
                 used_splits.append(split)
-        lines = [f"path: {json.dumps(str(self.output.resolve()))}", "train: train/images", "val: valid/images"]
+        # no ``path:``: ultralytics then resolves the folders against data.yaml's own folder, so the
+        # dataset works wherever it is copied or moved (a relative ``path`` would follow the working
+        # folder or ultralytics' datasets_dir, an absolute one the original's location)
+        lines = ["train: train/images", "val: valid/images"]
         if "test" in used_splits:
             lines.append("test: test/images")
         lines.append(f"nc: {len(self.classes)}")

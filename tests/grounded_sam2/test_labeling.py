@@ -2,6 +2,7 @@
 their readers, resume after kill -9, refusals, and the grounded-sam2 command."""
 
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -92,7 +93,7 @@ def test_yolo_dataset(model, tmp_path):
     assert all(name in report for name in bad) and "empty file" in report
     data = yaml.safe_load((out / "data.yaml").read_text())
     assert data["train"] == "train/images" and data["val"] == "valid/images" and "test" not in data
-    assert Path(data["path"]) == out.resolve() and data["names"] == {0: "dog", 1: "car"} and data["nc"] == 2
+    assert "path" not in data and data["names"] == {0: "dog", 1: "car"} and data["nc"] == 2
     labels = sorted(out.glob("*/labels/*.txt"))
     images = sorted(out.glob("*/images/*"))
     assert {p.stem for p in labels} == {p.stem for p in images} == {
@@ -402,3 +403,30 @@ def test_cli_make_tiny_models_then_label_with_another_grounder(tmp_path):
     wrong = cli("label", tmp_path / "in", "-o", tmp_path / "out2", "--box-threshold", "0.5", *common)
     assert wrong.returncode == 2 and "the florence2 grounder has no option box_threshold" in wrong.stderr
     assert not (tmp_path / "out2").exists(), "options are checked before anything is created"
+
+
+MOVED_DATASET_CHECK = """
+import sys
+from ultralytics.data.utils import check_det_dataset
+data = check_det_dataset(sys.argv[1], autodownload=False)
+print(data["path"], data["train"], data["val"])
+"""
+
+
+def test_a_moved_yolo_dataset_still_works_in_ultralytics(tmp_path):
+    """ultralytics' own dataset check, run from another folder, on a dataset moved after labeling
+    (the original deleted): every folder resolves inside the moved copy."""
+    import shutil
+
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed")
+    sources = write_pictures(tmp_path / "in", [30, 40, 50, 60])
+    label_images(sources, writer_for(tmp_path / "out"), no_objects, progress=False)
+    moved = shutil.move(str(tmp_path / "out"), str(tmp_path / "elsewhere" / "moved"))
+    (tmp_path / "cwd").mkdir()
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics-config"), "YOLO_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-c", MOVED_DATASET_CHECK, str(Path(moved) / "data.yaml")],
+                         cwd=tmp_path / "cwd", env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    root, train, val = run.stdout.split()[-3:]
+    assert (root, train, val) == (moved, f"{moved}/train/images", f"{moved}/valid/images")
