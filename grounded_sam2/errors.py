@@ -8,13 +8,19 @@ and nothing broader, so a real bug shows its traceback.
 
 from segmenter.errors import DeviceError, GroundedSAM2Error, SettingsError
 
-__all__ = ["GroundedSAM2Error", "SettingsError", "DeviceError", "InputNotFoundError", "is_out_of_memory"]
+__all__ = ["GroundedSAM2Error", "SettingsError", "DeviceError", "InputNotFoundError", "ModelNotAvailableError",
+           "is_out_of_memory"]
 
 _OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
 class InputNotFoundError(GroundedSAM2Error, FileNotFoundError):
     """An input image, folder, dataset or video that does not exist."""
+
+
+class ModelNotAvailableError(GroundedSAM2Error, FileNotFoundError):
+    """Models that are neither on disk nor to be had from the hub here; the message lists every
+    one of them, each with how to get it."""
 
 
 def is_out_of_memory(error: BaseException) -> bool:

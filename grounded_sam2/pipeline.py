@@ -10,11 +10,15 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import supervision as sv
 
+from segmenter import SAM2Model
+from segmenter.checkpoint import missing_checkpoint as missing_sam2
 from segmenter.device import resolve_device
 
 from .config import PipelineConfig
+from .errors import ModelNotAvailableError
 from .filters import filter_boxes
-from .grounding import Grounder, build_grounder
+from .grounding import Grounder, GrounderConfig, build_grounder
+from .grounding.loading import missing_checkpoint as missing_grounder
 from .ontology import Ontology
 from .segmentation import BoxRequest, Segmenter, given_box_requests
 
@@ -27,6 +31,8 @@ class Pipeline:
         """Builds both models from ``config``, on its device, unless already built ones are
         given (``grounder``, ``segmenter``)."""
         self.config = config
+        require_models(config.grounder if grounder is None else None,
+                       config.segmenter.sam2 if segmenter is None else None)
         self.device = resolve_device(config.placement.device)
         bf16 = config.placement.bf16
         self.grounder = grounder if grounder is not None else build_grounder(config.grounder, self.device, bf16)
@@ -75,3 +81,16 @@ class Pipeline:
             "segmenter": self.segmenter.describe(),
             "placement": {"device": self.device.type, "bf16": self.config.placement.bf16},
         }
+
+
+def require_models(grounder: Optional[GrounderConfig], sam2) -> None:
+    """Raises :class:`ModelNotAvailableError` listing every model (of those given) that is neither
+    on disk nor to be had from the hub here, before any of them is loaded."""
+    problems = [
+        problem for problem in (
+            missing_grounder(grounder) if grounder is not None else None,
+            missing_sam2(sam2) if sam2 is not None and not isinstance(sam2, SAM2Model) else None,
+        ) if problem
+    ]
+    if problems:
+        raise ModelNotAvailableError("\n".join(["models not available:", *(f"- {p}" for p in problems)]))

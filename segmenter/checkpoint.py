@@ -12,6 +12,7 @@ import torch
 
 from .config import SAM2Config, variants
 from .errors import GroundedSAM2Error
+from .hub import cached_file, hub_offline, looks_like_path
 
 DOWNLOAD_HELP = (
     "Download it with `bash checkpoints/download_ckpts.sh` from a source checkout, or with "
@@ -34,12 +35,38 @@ def _hub_config(name: str) -> Union[SAM2Config, None]:
     return None
 
 
+def missing_checkpoint(ckpt: Union[str, Path]) -> Union[str, None]:
+    """Why the checkpoint ``ckpt`` (a path, hub id or variant name) cannot be had here, or None
+    when it can: a local file, a hub model already cached, or one the reachable hub will give."""
+    path = Path(ckpt).expanduser()
+    if path.is_file():
+        return None
+    config = _hub_config(str(ckpt))
+    if config is not None:
+        if not hub_offline() or cached_file(config.hub_id, config.checkpoint_file) is not None:
+            return None
+        return f"SAM 2 {str(ckpt)!r} is not downloaded and the hub cannot be reached. {_download_help(config)}"
+    if looks_like_path(ckpt):
+        return f"SAM 2 checkpoint file not found: {ckpt}"
+    return (f"SAM 2 checkpoint {str(ckpt)!r} not found: it is neither a file nor a known hub id "
+            f"({', '.join(c.hub_id for c in variants().values())})")
+
+
 def download_checkpoint(config: SAM2Config) -> Path:
-    """The official checkpoint of ``config`` through the Hugging Face cache (downloaded once)."""
+    """The official checkpoint of ``config`` through the Hugging Face cache (downloaded once;
+    from the cache alone when the hub cannot be reached)."""
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as e:  # declared dependency, but keep the message useful
         raise CheckpointError(f"huggingface_hub is needed to fetch {config.hub_id}. {_download_help(config)}") from e
+    if hub_offline():
+        cached = cached_file(config.hub_id, config.checkpoint_file)
+        if cached is None:
+            raise CheckpointError(
+                f"{config.checkpoint_file} of {config.hub_id} is not downloaded and the hub cannot be reached. "
+                f"{_download_help(config)}"
+            )
+        return cached
     try:
         return Path(hf_hub_download(repo_id=config.hub_id, filename=config.checkpoint_file))
     except Exception as e:  # offline, no network, hub errors: all mean "not available here"

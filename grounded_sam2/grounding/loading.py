@@ -6,11 +6,29 @@ installed: the two backends resize differently (up to 0.02 apart in Florence-2's
 and a dataset must not depend on whether torchvision happens to be installed.
 """
 
-from typing import Tuple
+from pathlib import Path
+from typing import Optional, Tuple
 
 import torch
 
+from segmenter.hub import cached_file, hub_offline, looks_like_path
+
 from .base import GrounderConfig, GroundingModelError
+
+
+def missing_checkpoint(config: GrounderConfig) -> Optional[str]:
+    """Why the grounder's checkpoint cannot be had here, or None when it can: a local folder, a hub
+    model already cached, or one the reachable hub will give."""
+    source = config.checkpoint
+    if Path(source).expanduser().is_dir():
+        return None
+    if looks_like_path(source):
+        return f"{config.display_name}: folder not found: {source}"
+    if not hub_offline() or cached_file(source, "config.json") is not None:
+        return None
+    return (f"{config.display_name} {source!r} is not downloaded and the hub cannot be reached (nor is there a "
+            f"folder of that name here). Download it once where the hub is reachable: `hf download {source}`, or "
+            f"pass a local folder.{config.checkpoint_help}")
 
 
 def load_model_and_processor(
@@ -29,9 +47,9 @@ def load_model_and_processor(
             f"imports torchvision whenever torchvision is installed, so a torchvision built for another torch breaks "
             f"it: uninstall torchvision (grounded-sam2 does not need it) or install the one matching your torch."
         ) from e
-    source = config.checkpoint
+    source, local = config.checkpoint, hub_offline()  # offline: the cache alone, no retries
     try:
-        found = AutoConfig.from_pretrained(source)
+        found = AutoConfig.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError, KeyError) as e:
         raise GroundingModelError(
             f"could not load {config.display_name} from {source!r}: {str(e).splitlines()[0]}\n"
@@ -45,8 +63,8 @@ def load_model_and_processor(
         )
     dtype = torch.bfloat16 if (bf16 and device.type == "cuda") else torch.float32
     try:
-        processor = AutoProcessor.from_pretrained(source, backend="pil")
-        model = model_class.from_pretrained(source, dtype=dtype)
+        processor = AutoProcessor.from_pretrained(source, backend="pil", local_files_only=local)
+        model = model_class.from_pretrained(source, dtype=dtype, local_files_only=local)
     except (OSError, ValueError, KeyError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise GroundingModelError(f"could not load {config.display_name} from {source!r}: {message}") from e

@@ -175,7 +175,13 @@ def test_cli_help_and_errors(tiny_models, tmp_path):
     assert result.returncode == 2 and "empty" in result.stderr
     result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "example",
                  "--florence", tmp_path / "none")
-    assert result.returncode == 2 and "could not load Florence-2" in result.stderr
+    assert result.returncode == 2 and f"Florence-2: folder not found: {tmp_path / 'none'}" in result.stderr
+    # the defaults, offline: both models in one message, with the commands that get them, at once
+    result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "example")
+    assert result.returncode == 2 and "Retrying" not in result.stderr
+    assert "`hf download florence-community/Florence-2-large`" in result.stderr
+    assert "`hf download facebook/sam2.1-hiera-large sam2.1_hiera_large.pt`" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_label_with_skipped_input(tiny_models, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import supervision as sv
 
 from grounded_sam2 import GroundedSAM2, OntologyError
-from grounded_sam2.grounding import GroundingModelError
+from grounded_sam2.errors import ModelNotAvailableError
 
 from florence_script import ScriptedAnswers
 
@@ -138,9 +138,40 @@ def test_ontology_errors_come_before_model_loading():
         GroundedSAM2({}, florence="/no/such/florence", sam2="/no/such.pt")
 
 
-def test_missing_florence_is_a_clear_error(small_sam2):
-    with pytest.raises(GroundingModelError, match="could not load Florence-2"):
-        GroundedSAM2({"dog": "dog"}, florence="/no/such/florence", sam2=small_sam2, device="cpu")
+@pytest.mark.parametrize("options, lines", [
+    (dict(florence="/no/such/florence"), ["- Florence-2: folder not found: /no/such/florence"]),
+    (dict(florence="./tiny/flornce2", sam2="./tiny/sam.pt"),  # mistyped local paths, not hub ids
+     ["- Florence-2: folder not found: ./tiny/flornce2", "- SAM 2 checkpoint file not found: ./tiny/sam.pt"]),
+    ({}, ["- Florence-2 'florence-community/Florence-2-large' is not downloaded and the hub cannot be reached",
+          "- SAM 2 'facebook/sam2.1-hiera-large' is not downloaded and the hub cannot be reached"]),
+], ids=["missing folder", "mistyped paths", "hub ids offline"])
+def test_every_missing_model_is_listed_in_one_error_before_any_loads(options, lines):
+    with pytest.raises(ModelNotAvailableError) as raised:
+        GroundedSAM2({"dog": "dog"}, device="cpu", **options)
+    message = str(raised.value)
+    assert all(any(m.startswith(line) for m in message.splitlines()) for line in lines), message
+    if not options:
+        assert "`hf download florence-community/Florence-2-large`" in message
+        assert "`hf download facebook/sam2.1-hiera-large sam2.1_hiera_large.pt`" in message
+
+
+def test_a_grounder_in_the_hub_cache_loads_offline(tiny_florence, small_sam2, tmp_path, monkeypatch):
+    """The default Florence-2, already downloaded into the hub cache, loads without the network."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    repo = cache / "models--florence-community--Florence-2-large"
+    revision = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    shutil.copytree(tiny_florence, repo / "snapshots" / revision)
+    model = GroundedSAM2({"dog": "dog"}, sam2=small_sam2, device="cpu")
+    assert model.pipeline.describe()["grounder"]["checkpoint"] == "florence-community/Florence-2-large"
+    assert len(model.predict(np.zeros((40, 60, 3), np.uint8))) == 1  # the tiny model's one dog
 
 
 def test_tiny_models_load_by_path_and_always_find_one_dog(tmp_path):
