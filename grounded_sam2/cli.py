@@ -225,6 +225,8 @@ def _run(args) -> int:
     Ctrl-C and running out of memory are caught: anything else is a bug and shows its traceback."""
     from .errors import GroundedSAM2Error, is_out_of_memory
 
+    if args.no_progress:
+        _quiet_model_loading()
     try:
         run = {"label": _label, "segment-boxes": _segment_boxes, "segment-everything": _segment_everything,
                "label-video": _label_video}[args.command]
@@ -243,6 +245,15 @@ def _run(args) -> int:
         return EXIT_ERROR
     print(summary)
     return EXIT_SKIPPED if summary.skipped else EXIT_OK
+
+
+def _quiet_model_loading() -> None:
+    """No progress bars from transformers and huggingface_hub either (loading weights, downloads)."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    disable_progress_bars()
+    logging.disable_progress_bar()
 
 
 def _memory_advice(args) -> str:
@@ -313,8 +324,10 @@ def _pipeline(args, source: Path):
 
 
 def _label(args):
-    from .labeling import label_folder
+    from .labeling import input_images, label_folder
 
+    source = _existing(args.images, "input")
+    input_images(source if source.is_dir() else [source])  # before any model loads
     pipeline = _pipeline(args, args.images)
     return label_folder(
         pipeline, args.images if args.images.is_dir() else [args.images], args.output, _dataset_config(args),

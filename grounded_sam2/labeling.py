@@ -27,9 +27,9 @@ from segmenter import SAM2AutomaticMaskGenerator
 from segmenter.device import resolve_device
 
 from .datasets.box_sources import read_box_dataset
-from .datasets.sources import IMAGE_EXTENSIONS, SourceImage, find_images
+from .datasets.sources import IMAGE_EXTENSIONS, SourceImage, find_images, ignored_files
 from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
-from .errors import SettingsError, is_out_of_memory
+from .errors import InputNotFoundError, SettingsError, is_out_of_memory
 from .images import is_stored_rotated, to_rgb_uint8
 from .pipeline import Pipeline
 from .segmentation import Segmenter, SegmenterConfig, automatic_detections, given_box_requests
@@ -47,6 +47,7 @@ class LabelSummary:
 
     output: Path
     images: int = 0  # inputs found
+    ignored: int = 0  # files of the input folder that are not images (by their extension)
     labeled: int = 0  # labeled by this run
     already_done: int = 0  # finished by an earlier run
     skipped: List[Tuple[Path, str]] = field(default_factory=list)  # by this run
@@ -55,8 +56,8 @@ class LabelSummary:
     def __str__(self) -> str:
         lines = [
             f"dataset: {self.output}",
-            f"images: {self.images} found, {self.labeled} labeled now, {self.already_done} already done, "
-            f"{len(self.skipped)} skipped",
+            f"images: {self.images} found{f' ({self.ignored} other files ignored)' if self.ignored else ''}, "
+            f"{self.labeled} labeled now, {self.already_done} already done, {len(self.skipped)} skipped",
         ]
         lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped[:20]]
         if len(self.skipped) > 20:
@@ -145,8 +146,7 @@ def label_images(
     a systematic problem, not a bad input."""
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise SettingsError(f"batch_size must be at least 1, got {batch_size}")
+    check_batch_size(batch_size)
     summary = LabelSummary(writer.output, images=len(images))
     todo = [image for image in images if not writer.is_done(image)]
     summary.already_done = len(images) - len(todo)
@@ -197,10 +197,30 @@ def label_folder(
     case) or a list of images with ``pipeline`` into the dataset ``output``. Running it again
     resumes; a different configuration is refused."""
     check_output_folder(source, Path(output))
-    images = find_images(source, [extension] if extension else IMAGE_EXTENSIONS)
+    check_batch_size(batch_size)
+    extensions = [extension] if extension else IMAGE_EXTENSIONS
+    images = input_images(source, extensions)
     provenance = {"pipeline": pipeline.describe(), "batch_size": batch_size}
     writer = DatasetWriter(Path(output), dataset, pipeline.classes, provenance)
-    return label_images(images, writer, lambda arrays, _: pipeline.predict_batch(arrays), batch_size, progress)
+    summary = label_images(images, writer, lambda arrays, _: pipeline.predict_batch(arrays), batch_size, progress)
+    summary.ignored = ignored_files(source, extensions)
+    return summary
+
+
+def input_images(source: InputFolder, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[SourceImage]:
+    """:func:`find_images`, or :class:`InputNotFoundError` when there is none (nothing to label is
+    a mistake, not an empty dataset)."""
+    images = find_images(source, extensions)
+    if not images:
+        ignored = ignored_files(source, extensions)
+        found = f"; {ignored} other files ignored: only {', '.join(extensions)} are read" if ignored else ""
+        raise InputNotFoundError(f"no images found in {source}{found}")
+    return images
+
+
+def check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SettingsError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
 
 
 def segment_box_dataset(
@@ -217,7 +237,10 @@ def segment_box_dataset(
     boxes, its classes and splits kept (what ultralytics' ``yolo_bbox2segment`` does), with the
     same streaming, resume and formats as labeling (``dataset.split`` is ignored)."""
     check_output_folder(source, Path(output))
+    check_batch_size(batch_size)
     boxes = read_box_dataset(Path(source))
+    if not boxes.images:
+        raise InputNotFoundError(f"the dataset {source} holds no images")
     model = Segmenter(segmenter, resolve_device(device), bf16)
     provenance = {"source": str(Path(source).resolve()), "segmenter": model.describe(),
                   "placement": {"device": model.device.type, "bf16": bf16}, "batch_size": batch_size}
@@ -248,6 +271,7 @@ def segment_everything(
     (its defaults for the others; the manifest records them all); a mask's confidence is its
     predicted IoU."""
     check_output_folder(source, Path(output))
+    images = input_images(source)
     options = dict(generator_options or {})
     model = Segmenter(segmenter, resolve_device(device), bf16)
     generator = model.mask_generator(**options)
@@ -258,7 +282,9 @@ def segment_everything(
     def predict(arrays: List[np.ndarray], _) -> List[sv.Detections]:
         return [automatic_detections(generator.generate(array), array.shape[:2]) for array in arrays]
 
-    return label_images(find_images(source), writer, predict, batch_size=1, progress=progress)
+    summary = label_images(images, writer, predict, batch_size=1, progress=progress)
+    summary.ignored = ignored_files(source)
+    return summary
 
 
 def generator_defaults() -> Dict[str, Any]:

@@ -15,8 +15,10 @@ PIP=("$PY" -m pip install --quiet --constraint tests/constraints.txt)
 "${PIP[@]}" torch==2.13.0 setuptools wheel
 "${PIP[@]}" --no-build-isolation ".[test]"
 "$PY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation sam2==1.1.0
-"${PIP[@]}" --no-deps ultralytics==8.4.190
 "${PIP[@]}" nbclient==0.11.0 nbformat==5.11.1 ipykernel==7.4.0
 "${PIP[@]}" ruff==0.17.5
+# last: installed without its dependencies, it would make every later install print pip's
+# "dependency conflicts" ERROR about them
+"${PIP[@]}" --no-deps ultralytics==8.4.190
 "$PY" -m ruff check .
 exec "$PY" -m pytest tests "$@"

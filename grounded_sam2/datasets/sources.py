@@ -42,6 +42,16 @@ def find_images(
     return _named(paths, root)
 
 
+def ignored_files(source: Union[str, Path, Sequence[Union[str, Path]]],
+                  extensions: Sequence[str] = IMAGE_EXTENSIONS) -> int:
+    """How many files of a folder (searched recursively) :func:`find_images` leaves out because
+    of their extension; 0 for a list of files, which are all kept."""
+    if not isinstance(source, (str, Path)):
+        return 0
+    extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+    return sum(1 for p in Path(source).rglob("*") if p.is_file() and p.suffix.lower() not in extensions)
+
+
 def _named(paths: List[Path], root: Path) -> List[SourceImage]:
     names: Dict[str, int] = {}
     images = []

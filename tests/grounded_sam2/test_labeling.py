@@ -21,6 +21,7 @@ from grounded_sam2 import GroundedSAM2
 from grounded_sam2.datasets.sources import find_images
 from grounded_sam2.datasets.writer import DatasetConfig, DatasetError, DatasetWriter, ImageResult
 from grounded_sam2.detections import empty_detections
+from grounded_sam2.errors import InputNotFoundError, SettingsError
 from grounded_sam2.grounding import GROUNDERS
 from grounded_sam2.labeling import STOP_AFTER_SAME_FAILURES, label_batch, label_images
 from grounded_sam2.tiny_models import make_tiny_models
@@ -88,6 +89,7 @@ def test_yolo_dataset(model, tmp_path):
     out = tmp_path / "out"
     assert tree_digest(tmp_path / "in") == before, "the input folder must never be written to"
     assert summary.images == 11 and summary.labeled == 8 and len(summary.skipped) == 3
+    assert summary.ignored == 1 and "11 found (1 other files ignored)" in str(summary)  # notes.txt
     assert sorted(p.name for p, _ in summary.skipped) == sorted(bad)
     report = (out / "skipped.txt").read_text()
     assert all(name in report for name in bad) and "empty file" in report
@@ -184,6 +186,16 @@ def test_cli_help_and_errors(tiny_models, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_empty_input_folder_is_an_error_before_anything_is_created(model, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    with pytest.raises(InputNotFoundError, match="no images found in .*1 other files ignored: only .jpg"):
+        model.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
+    with pytest.raises(SettingsError, match="batch_size must be a whole number of at least 1, got 0"):
+        model.label(tmp_path / "in", output_folder=tmp_path / "out", batch_size=0, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_label_with_skipped_input(tiny_models, tmp_path):
     florence, sam2 = tiny_models
     (tmp_path / "in").mkdir()
@@ -195,6 +207,11 @@ def test_cli_label_with_skipped_input(tiny_models, tmp_path):
     assert ("1 labeled now" in result.stdout and "1 skipped" in result.stdout
             and "objects per class: dog 1" in result.stdout)
     assert (tmp_path / "out" / "data.yaml").is_file()
+    assert "Loading weights" not in result.stderr, "--no-progress silences the model loading bars too"
+    (tmp_path / "empty_in").mkdir()
+    empty = cli("label", tmp_path / "empty_in", "-o", tmp_path / "out2", "--ontology", "example",
+                "--florence", florence, "--sam2", sam2, "--no-progress")
+    assert empty.returncode == 2 and "no images found in" in empty.stderr and not (tmp_path / "out2").exists()
 
 
 def test_kill_and_resume_gives_the_uninterrupted_dataset(tiny_models, tmp_path):
