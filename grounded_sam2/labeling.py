@@ -52,6 +52,7 @@ class LabelSummary:
     already_done: int = 0  # finished by an earlier run
     skipped: List[Tuple[Path, str]] = field(default_factory=list)  # by this run
     objects_per_class: Dict[str, int] = field(default_factory=dict)
+    hint: str = ""  # what to change when the dataset came out empty
 
     def __str__(self) -> str:
         lines = [
@@ -64,6 +65,8 @@ class LabelSummary:
             lines.append(f"  ... {len(self.skipped) - 20} more in {self.output / 'skipped.txt'}")
         objects = ", ".join(f"{name} {count}" for name, count in self.objects_per_class.items()) or "none"
         lines.append(f"objects per class: {objects}")
+        if self.hint:
+            lines.append(f"note: {self.hint}")
         return "\n".join(lines)
 
 
@@ -204,6 +207,9 @@ def label_folder(
     writer = DatasetWriter(Path(output), dataset, pipeline.classes, provenance)
     summary = label_images(images, writer, lambda arrays, _: pipeline.predict_batch(arrays), batch_size, progress)
     summary.ignored = ignored_files(source, extensions)
+    if summary.images > summary.already_done + len(summary.skipped) and not any(summary.objects_per_class.values()):
+        summary.hint = ("no object was found: check the prompts, lower the grounder's thresholds or "
+                        "min_confidence, or try another grounder")
     return summary
 
 
@@ -279,11 +285,26 @@ def segment_everything(
                   "generator": {**generator_defaults(), **options}}
     writer = DatasetWriter(Path(output), dataset, ("object",), provenance)
 
-    def predict(arrays: List[np.ndarray], _) -> List[sv.Detections]:
-        return [automatic_detections(generator.generate(array), array.shape[:2]) for array in arrays]
+    def predict(arrays: List[np.ndarray], sources: List[SourceImage]) -> List[sv.Detections]:
+        from tqdm.auto import tqdm
+
+        results = []
+        for array, image in zip(arrays, sources):
+            with tqdm(unit="point", desc=image.name, leave=False, disable=not progress) as points:
+                def advance(done: int, total: int) -> None:
+                    points.total = total
+                    points.update(done - points.n)
+
+                results.append(automatic_detections(generator.generate(array, advance), array.shape[:2]))
+        return results
 
     summary = label_images(images, writer, predict, batch_size=1, progress=progress)
     summary.ignored = ignored_files(source)
+    if not any(summary.objects_per_class.values()):
+        settings = provenance["generator"]
+        summary.hint = (f"no mask passed the thresholds: lower pred_iou_thresh (--pred-iou-thresh, now "
+                        f"{settings['pred_iou_thresh']}) and stability_score_thresh (--stability-score-thresh, now "
+                        f"{settings['stability_score_thresh']})")
     return summary
 
 

@@ -21,7 +21,7 @@ one crop after the other, ``points_per_batch`` points per call); larger batched 
 differently, so a pixel at the decision boundary may flip.
 """
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -117,14 +117,17 @@ class SAM2AutomaticMaskGenerator:
         return cls(model, **{k: v for k, v in kwargs.items() if k not in build_keys})
 
     @torch.no_grad()
-    def generate(self, image: ImageInput) -> List[Dict[str, Any]]:
+    def generate(
+        self, image: ImageInput, progress: Optional[Callable[[int, int], None]] = None
+    ) -> List[Dict[str, Any]]:
         """Masks for everything in an RGB image (HxWx3 uint8 array, PIL image or path).
 
         Returns one record per mask, as Meta's: ``segmentation`` (HxW bool array, or an RLE dict
         for the RLE output modes), ``area`` (pixels), ``bbox`` (XYWH), ``predicted_iou``,
-        ``point_coords`` ([[x, y]]), ``stability_score`` and ``crop_box`` (XYWH)."""
+        ``point_coords`` ([[x, y]]), ``stability_score`` and ``crop_box`` (XYWH). ``progress``, if
+        given, is called after each decoder call with (point prompts done, point prompts in all)."""
         image = load_rgb(image)
-        data = self._generate_masks(image)
+        data = self._generate_masks(image, progress)
         records = []
         for i, rle in enumerate(data["rles"]):
             if self.output_mode == "coco_rle":
@@ -144,12 +147,19 @@ class SAM2AutomaticMaskGenerator:
             })
         return records
 
-    def _generate_masks(self, image: np.ndarray) -> Dict[str, Any]:
+    def _generate_masks(self, image: np.ndarray, progress: Optional[Callable[[int, int], None]]) -> Dict[str, Any]:
         crop_boxes, layers = generate_crop_boxes(image.shape[:2], self.crop_n_layers, self.crop_overlap_ratio)
+        total, done = sum(len(self.point_grids[layer]) for layer in layers), [0]
+
+        def decoded(points: int) -> None:
+            done[0] += points
+            if progress is not None:
+                progress(done[0], total)
+
         if self.fast_path:
-            crops = self._process_crops(image, crop_boxes, layers)
+            crops = self._process_crops(image, crop_boxes, layers, decoded)
         else:  # Meta's order of work: one crop after the other
-            crops = [self._process_crops(image, [box], [layer])[0] for box, layer in zip(crop_boxes, layers)]
+            crops = [self._process_crops(image, [box], [layer], decoded)[0] for box, layer in zip(crop_boxes, layers)]
         data = _cat(crops)
         if len(crop_boxes) > 1:  # duplicates between crops: prefer masks from smaller crops
             keep = nms(data["boxes"], 1 / box_area(data["crop_boxes"]).float(), self.crop_nms_thresh)
@@ -157,7 +167,7 @@ class SAM2AutomaticMaskGenerator:
         return data
 
     def _process_crops(
-        self, image: np.ndarray, crop_boxes: List[List[int]], layers: List[int]
+        self, image: np.ndarray, crop_boxes: List[List[int]], layers: List[int], decoded: Callable[[int], None]
     ) -> List[Dict[str, Any]]:
         """The masks of each crop: the crops encoded in passes of CROPS_PER_ENCODER_PASS, the points of all
         of them decoded in calls of :meth:`_points_per_call` points (a call may span crops), NMS inside each
@@ -173,6 +183,7 @@ class SAM2AutomaticMaskGenerator:
             batch = self._process_batch(points[i : i + step], image_ids[i : i + step], crop_boxes, image.shape[:2])
             for crop, data in batch.items():
                 parts[crop].append(data)
+            decoded(len(points[i : i + step]))
         self.predictor.reset_predictor()
         return [self._crop_nms(_cat(crop_parts), box) for crop_parts, box in zip(parts, crop_boxes)]
 

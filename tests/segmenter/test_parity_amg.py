@@ -192,3 +192,15 @@ def test_fast_path_changes_only_the_batching(small_model, image, case, monkeypat
         assert (a["segmentation"] != b["segmentation"]).mean() < 1e-3, f"mask {i}"
         assert a["predicted_iou"] == pytest.approx(b["predicted_iou"], abs=1e-4)
         assert a["stability_score"] == pytest.approx(b["stability_score"], abs=1e-3)
+
+
+@pytest.mark.parametrize("fast_path, calls_at_least", [(False, 5 * 3), (True, 1)], ids=["crop by crop", "fast path"])
+def test_progress_counts_every_point_prompt_of_every_crop(small_model, image, fast_path, calls_at_least):
+    """generate(image, progress) reports after each decoder call: (prompts done, prompts in all)."""
+    generator = segmenter.SAM2AutomaticMaskGenerator(small_model, points_per_side=3, points_per_batch=4,
+                                                     crop_n_layers=1, fast_path=fast_path)
+    calls = []
+    generator.generate(image, progress=lambda done, total: calls.append((done, total)))
+    total = 9 + 4 * 9  # the whole image's 3x3 grid, and four crops of layer 1 with 3x3 each (downscale 1)
+    assert calls[-1] == (total, total) and len(calls) >= calls_at_least  # 5 crops, 9 points in 4s: 3 calls each
+    assert all(t == total for _, t in calls) and [d for d, _ in calls] == sorted(d for d, _ in calls)
