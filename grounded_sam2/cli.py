@@ -309,8 +309,9 @@ def _segment_everything(args):
     )
 
 
-def _pipeline(args, source: Path):
-    """The pipeline from the grounding options, after the inputs are checked (before any model loads)."""
+def _pipeline(args, source: Path, check_inputs=None):
+    """The pipeline from the grounding options. Before any model loads: the ontology and options,
+    then the input (``check_inputs(source)`` too, when given) and the output folder."""
     from .config import PipelineConfig
     from .labeling import check_output_folder
     from .pipeline import Pipeline
@@ -319,19 +320,21 @@ def _pipeline(args, source: Path):
     if options.get("nms_threshold", 0.0) >= 1:
         options["nms_threshold"] = None  # off
     config = PipelineConfig.from_options(args.ontology, **options)
-    check_output_folder(_existing(source, "input"), args.output)
+    _existing(source, "input")
+    if check_inputs is not None:
+        check_inputs(source)
+    check_output_folder(source, args.output)
     return Pipeline(config)
 
 
 def _label(args):
     from .labeling import input_images, label_folder
 
-    source = _existing(args.images, "input")
-    input_images(source if source.is_dir() else [source])  # before any model loads
-    pipeline = _pipeline(args, args.images)
+    images = args.images if args.images.is_dir() else [args.images]
+    pipeline = _pipeline(args, args.images, check_inputs=lambda _: input_images(images))
     return label_folder(
-        pipeline, args.images if args.images.is_dir() else [args.images], args.output, _dataset_config(args),
-        progress=not args.no_progress, **given(args, ("batch_size",)),
+        pipeline, images, args.output, _dataset_config(args), progress=not args.no_progress,
+        **given(args, ("batch_size",)),
     )
 
 

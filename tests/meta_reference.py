@@ -1,11 +1,18 @@
 """Meta's SAM 2 (PyPI ``sam2==1.1.0``, byte-identical to facebookresearch/sam2 @2b90b9f) as the
 reference implementation for parity tests. Test-only: runtime code never imports it.
 
-Its torchvision dependency is a CUDA build that does not import with the CPU torch ("operator
-torchvision::nms does not exist"); defining the two op schemas it expects first makes it import.
+tests/run.sh installs it, with its torchvision and hydra, into ``<venv>/reference``, outside the
+venv's site-packages: there they cannot break the product (transformers imports torchvision
+whenever it finds it), and the venv the tests build is one the tool works in. Only this module
+puts that folder on ``sys.path``. That torchvision is a CUDA build that does not import with the
+CPU torch ("operator torchvision::nms does not exist"); defining the two op schemas it expects
+first makes it import.
 """
 
 import functools
+import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,10 +38,28 @@ def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> tor
     return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)
 
 
+REFERENCE = Path(sys.prefix) / "reference"  # where tests/run.sh installs Meta's sam2, torchvision, ultralytics
+
+
+def reference_env(env: dict) -> dict:
+    """``env`` for a child process that imports ultralytics: the reference folder on its path
+    (ultralytics reads torchvision's version when imported, and is installed there too)."""
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(REFERENCE)) if p)}
+
+
+def has_ultralytics() -> bool:
+    import importlib.util
+
+    return (REFERENCE / "ultralytics").is_dir() or importlib.util.find_spec("ultralytics") is not None
+
+
 @functools.cache
 def register_torchvision_ops() -> None:
-    """Define torchvision's nms/qnms op schemas (pure-torch NMS) and tell torchvision its ops
-    are loaded, so that the CUDA-only torchvision wheel imports with the CPU torch."""
+    """Put the reference folder on ``sys.path`` (last), define torchvision's nms/qnms op schemas
+    (pure-torch NMS) and tell torchvision its ops are loaded, so that the CUDA-only torchvision
+    wheel imports with the CPU torch."""
+    if REFERENCE.is_dir() and str(REFERENCE) not in sys.path:
+        sys.path.append(str(REFERENCE))
     lib = torch.library.Library("torchvision", "DEF")
     for name in ("nms", "qnms"):
         lib.define(f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")

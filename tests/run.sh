@@ -2,8 +2,11 @@
 # Sets up the test environment and runs the whole suite: bash tests/run.sh [pytest args]
 # - a virtual environment in .venv (VENV=... to choose another),
 # - torch 2.13.0 (CPU), this package and pytest, pinned by tests/constraints.txt,
-# - Meta's sam2==1.1.0 as the parity reference (test-only; it is never imported at run time),
-# - ultralytics, without its dependencies, whose label checker validates the YOLO files,
+# - Meta's sam2==1.1.0 as the parity reference, with its torchvision and hydra, in $VENV/reference:
+#   outside site-packages, so that they cannot break the tool (transformers imports torchvision
+#   whenever it finds it); only tests/meta_reference.py puts that folder on sys.path,
+# - ultralytics, without its dependencies, whose checkers validate the YOLO files; in the same
+#   folder, since it reads torchvision's version when imported,
 # - nbclient, nbformat and ipykernel, which run the notebooks in notebooks/ (tests/test_notebooks.py),
 # - ruff, the linter (ruff.toml), run on the whole repository before the tests.
 set -euo pipefail
@@ -14,11 +17,16 @@ PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --quiet --constraint tests/constraints.txt)
 "${PIP[@]}" torch==2.13.0 setuptools wheel
 "${PIP[@]}" --no-build-isolation ".[test]"
-"$PY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation sam2==1.1.0
+REFERENCE="$VENV/reference"
+# a venv made before kept the reference in site-packages, where it broke the tool: move it out
+if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torchvision') is None)"; then
+  "$PY" -m pip uninstall --quiet --yes sam2 torchvision hydra-core omegaconf iopath ultralytics
+fi
+[ -d "$REFERENCE/sam2" ] || SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation --no-deps --target "$REFERENCE" \
+  sam2==1.1.0 torchvision==0.28.0 hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 \
+  iopath==0.1.10 portalocker==4.4.2
+[ -d "$REFERENCE/ultralytics" ] || "${PIP[@]}" --no-deps --target "$REFERENCE" ultralytics==8.4.190
 "${PIP[@]}" nbclient==0.11.0 nbformat==5.11.1 ipykernel==7.4.0
 "${PIP[@]}" ruff==0.17.5
-# last: installed without its dependencies, it would make every later install print pip's
-# "dependency conflicts" ERROR about them
-"${PIP[@]}" --no-deps ultralytics==8.4.190
 "$PY" -m ruff check .
 exec "$PY" -m pytest tests "$@"

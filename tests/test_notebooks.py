@@ -4,9 +4,8 @@ Each notebook runs in its own Jupyter kernel (nbclient), started from this inter
 temporary working directory, with TMPDIR pointing into the test's temporary folder, so nothing is
 written into the repository. Any cell that raises fails the test.
 
-The test environment's torchvision is a CUDA-only wheel that transformers imports; the kernel is a
-separate process, so the op shim of tests/conftest.py is applied there by a hidden setup cell that
-is added in memory before the notebook's cells (the notebooks themselves hold no test code).
+The kernel sees exactly the test environment's packages, the ones a user has (Meta's sam2 reference
+is kept off its path, see tests/meta_reference.py); the notebooks themselves hold no test code.
 """
 
 import os
@@ -21,17 +20,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-
-SETUP_CELL = f"""
-import sys
-sys.path.append({str(TESTS)!r})
-from meta_reference import register_torchvision_ops
-sys.path.remove({str(TESTS)!r})
-register_torchvision_ops()
-"""
-
 
 def test_notebooks_exist():
     assert len(NOTEBOOKS) >= 3, NOTEBOOKS
@@ -66,7 +55,6 @@ def _kernel_manager(tmp_path: Path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP_CELL))  # in memory only, never saved
     cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
     cwd.mkdir()
     tmp.mkdir()

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,3 +65,26 @@ def test_download_script_covers_every_variant():
         )
         urls.update(out.stdout.split())
     assert urls == {config.checkpoint_url for config in segmenter.variants().values()}
+
+
+def test_the_installed_command_works_in_the_test_environment(tmp_path):
+    """The environment tests/run.sh builds is one the tool runs in: its installed grounded-sam2
+    command labels an image there (Meta's sam2 reference and its torchvision are kept apart)."""
+    import cv2
+    import numpy as np
+
+    from grounded_sam2.tiny_models import make_tiny_models
+
+    command = Path(sys.executable).parent / "grounded-sam2"
+    if not command.exists():
+        pytest.skip("grounded-sam2 is not installed in this environment")
+    florence, sam2 = make_tiny_models(tmp_path / "tiny")
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), np.full((40, 60, 3), 120, np.uint8))
+    result = subprocess.run(
+        [str(command), "label", "in", "-o", "out", "--ontology", "example", "--florence", str(florence),
+         "--sam2", str(sam2), "--device", "cpu", "--no-progress"],
+        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 labeled now" in result.stdout and (tmp_path / "out" / "data.yaml").is_file()

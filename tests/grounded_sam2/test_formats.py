@@ -1,7 +1,6 @@
 """YOLO rows and COCO annotations from masks and boxes, checked by rasterising them back (OpenCV,
 pycocotools) and, where ultralytics is installed, by ultralytics' own label checker."""
 
-import importlib.util
 import json
 import os
 import re
@@ -16,6 +15,8 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from grounded_sam2.datasets.formats import coco_annotation, mask_to_polygon, yolo_detection_row, yolo_segmentation_row
+
+from meta_reference import has_ultralytics, reference_env
 
 # pycocotools' decode does not yet take numpy 2's copy keyword (harmless here).
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning")
@@ -314,7 +315,7 @@ print(json.dumps(report))
 def ultralytics_report(tmp_path_factory):
     """verify_image_label's findings on three label files (segments, boxes, both mixed), and the masks
     ultralytics draws from the segments; skips where ultralytics is not installed."""
-    if importlib.util.find_spec("ultralytics") is None:
+    if not has_ultralytics():
         pytest.skip("ultralytics is not installed")
     folder = tmp_path_factory.mktemp("yolo")
     files = {
@@ -330,7 +331,8 @@ def ultralytics_report(tmp_path_factory):
     for name, rows in files.items():
         cv2.imwrite(str(folder / "images" / f"{name}.png"), np.zeros((*SCENE, 3), dtype=np.uint8))
         (folder / "labels" / f"{name}.txt").write_text("".join(row + "\n" for row in rows))
-    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path_factory.mktemp("ultralytics-config")), "YOLO_OFFLINE": "1"}
+    env = reference_env({**os.environ, "YOLO_CONFIG_DIR": str(tmp_path_factory.mktemp("ultralytics-config")),
+                         "YOLO_OFFLINE": "1"})
     run = subprocess.run(
         [sys.executable, "-c", ULTRALYTICS_CHECK, str(folder), str(len(SCENE_SHAPES))],
         env=env, capture_output=True, text=True, timeout=300,

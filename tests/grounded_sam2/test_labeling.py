@@ -2,7 +2,6 @@
 their readers, resume after kill -9, refusals, and the grounded-sam2 command."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import signal
@@ -28,6 +27,7 @@ from grounded_sam2.tiny_models import make_tiny_models
 
 from dataset_files import normalized_dataset
 from florence_script import ScriptedAnswers
+from meta_reference import has_ultralytics, reference_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ONTOLOGY = {"dog": "dog", "red car": "car", "blue car": "car"}
@@ -162,7 +162,7 @@ def tiny_models(tmp_path_factory):
     return make_tiny_models(tmp_path_factory.mktemp("tiny"))
 
 
-CLI = [sys.executable, str(ROOT / "tests" / "run_cli.py")]
+CLI = [sys.executable, "-m", "grounded_sam2.cli"]
 CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
@@ -174,7 +174,10 @@ def test_cli_help_and_errors(tiny_models, tmp_path):
     assert "Exit codes" in cli("label", "--help").stdout
     (tmp_path / "in").mkdir()
     result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "{}")
-    assert result.returncode == 2 and "empty" in result.stderr
+    assert result.returncode == 2 and "empty" in result.stderr  # the ontology first, then the input
+    result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "example")
+    assert result.returncode == 2 and "no images found in" in result.stderr  # ... then the models
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), picture(20, 30, 0))
     result = cli("label", tmp_path / "in", "-o", tmp_path / "out", "--ontology", "example",
                  "--florence", tmp_path / "none")
     assert result.returncode == 2 and f"Florence-2: folder not found: {tmp_path / 'none'}" in result.stderr
@@ -441,13 +444,13 @@ def test_a_moved_yolo_dataset_still_works_in_ultralytics(tmp_path):
     (the original deleted): every folder resolves inside the moved copy."""
     import shutil
 
-    if importlib.util.find_spec("ultralytics") is None:
+    if not has_ultralytics():
         pytest.skip("ultralytics is not installed")
     sources = write_pictures(tmp_path / "in", [30, 40, 50, 60])
     label_images(sources, writer_for(tmp_path / "out"), no_objects, progress=False)
     moved = shutil.move(str(tmp_path / "out"), str(tmp_path / "elsewhere" / "moved"))
     (tmp_path / "cwd").mkdir()
-    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics-config"), "YOLO_OFFLINE": "1"}
+    env = reference_env({**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics-config"), "YOLO_OFFLINE": "1"})
     run = subprocess.run([sys.executable, "-c", MOVED_DATASET_CHECK, str(Path(moved) / "data.yaml")],
                          cwd=tmp_path / "cwd", env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

@@ -101,7 +101,7 @@ def test_cli(tmp_path):
     sam2 = save_random_checkpoint(tmp_path / "sam2.pt", "sam2.1_hiera_tiny")
     source = yolo_detection_dataset(tmp_path / "yolo")
     env = {**os.environ, "PYTHONPATH": str(root)}
-    run = [sys.executable, str(root / "tests" / "run_cli.py"), "segment-boxes"]
+    run = [sys.executable, "-m", "grounded_sam2.cli", "segment-boxes"]
     result = subprocess.run([*run, source, "-o", tmp_path / "out", "--sam2", sam2, "--device", "cpu", "--no-progress"],
                             env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

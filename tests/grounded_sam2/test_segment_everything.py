@@ -49,7 +49,7 @@ def test_cli(tmp_path):
     write_images(tmp_path / "in")
     sam2 = save_random_checkpoint(tmp_path / "sam2.pt", "sam2.1_hiera_tiny")
     result = subprocess.run(
-        [sys.executable, str(root / "tests" / "run_cli.py"), "segment-everything", tmp_path / "in",
+        [sys.executable, "-m", "grounded_sam2.cli", "segment-everything", tmp_path / "in",
          "-o", tmp_path / "out",
          "--sam2", sam2, "--device", "cpu", "--format", "yolo", "--points-per-side", "2", "--pred-iou-thresh", "0",
          "--stability-score-thresh", "0.3", "--no-progress"],
@@ -58,3 +58,12 @@ def test_cli(tmp_path):
     assert result.returncode == 1, result.stderr  # one input skipped
     assert "2 labeled now" in result.stdout and "broken.jpg" in result.stdout
     assert len(list((tmp_path / "out").glob("*/labels/*.txt"))) == 2
+
+
+def test_nothing_found_says_which_thresholds_to_lower(tmp_path, small_sam2):
+    write_images(tmp_path / "in")
+    strict = {**OPTIONS, "pred_iou_thresh": 0.999999, "stability_score_thresh": 0.999999}
+    summary = segment_everything(tmp_path / "in", tmp_path / "out", SegmenterConfig(small_sam2), EVERYTHING_IN_TRAIN,
+                                 generator_options=strict, device="cpu", progress=False)
+    assert summary.labeled == 2 and summary.objects_per_class == {"object": 0}
+    assert "lower pred_iou_thresh (--pred-iou-thresh, now 0.999999)" in str(summary)

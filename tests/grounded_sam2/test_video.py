@@ -245,7 +245,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_output(tiny_florence, pres
 
 # -- the command --------------------------------------------------------------------------------
 
-CLI = [sys.executable, str(ROOT / "tests" / "run_cli.py")]
+CLI = [sys.executable, "-m", "grounded_sam2.cli"]
 CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
