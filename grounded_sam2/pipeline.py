@@ -93,4 +93,8 @@ def require_models(grounder: Optional[GrounderConfig], sam2) -> None:
         ) if problem
     ]
     if problems:
-        raise ModelNotAvailableError("\n".join(["models not available:", *(f"- {p}" for p in problems)]))
+        raise ModelNotAvailableError("\n".join([
+            "models not available:", *(f"- {p}" for p in problems),
+            "To try the tool without them: `grounded-sam2 make-tiny-models tiny/` writes tiny random models "
+            "(meaningless labels) to pass as --florence tiny/florence2 --sam2 tiny/sam2.pt.",
+        ]))

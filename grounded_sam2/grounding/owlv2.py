@@ -2,11 +2,13 @@
 
 Every prompt is one text query; all of an image's queries go through one forward pass with it,
 and several images share a pass (each is padded to a square on its own, so a result does not
-depend on the others). Each of the model's boxes goes to the query with the highest sigmoid
-logit, which is its confidence; boxes above ``box_threshold`` are kept. The padded square puts
-boxes in max(height, width) pixels; they are clipped to the image, and those lying wholly in
-the padding are dropped. A query is at most 16 tokens: longer prompts are truncated, with a
-warning.
+depend on the others). Every image of a pass gets the same query list, so the processor never
+pads a list with ``" "`` queries, which OWLv2 does not mask and which could win a box.
+
+Each of the model's boxes goes to the query with the highest sigmoid logit, which is its
+confidence; boxes above ``box_threshold`` are kept. The padded square puts boxes in
+max(height, width) pixels; they are clipped to the image, and those lying wholly in the padding
+are dropped. A query is at most 16 tokens: longer prompts are truncated, with a warning.
 """
 
 import warnings

@@ -150,6 +150,7 @@ def test_every_missing_model_is_listed_in_one_error_before_any_loads(options, li
         GroundedSAM2({"dog": "dog"}, device="cpu", **options)
     message = str(raised.value)
     assert all(any(m.startswith(line) for m in message.splitlines()) for line in lines), message
+    assert "`grounded-sam2 make-tiny-models tiny/`" in message  # the way to an offline smoke run
     if not options:
         assert "`hf download florence-community/Florence-2-large`" in message
         assert "`hf download facebook/sam2.1-hiera-large sam2.1_hiera_large.pt`" in message
