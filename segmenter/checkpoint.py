@@ -86,10 +86,7 @@ def resolve_checkpoint(ckpt: Union[str, Path]) -> Path:
         return download_checkpoint(config)
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; pass the .pt file inside it")
-    raise CheckpointError(
-        f"checkpoint {str(ckpt)!r} not found: it is neither a file nor a known hub id "
-        f"({', '.join(c.hub_id for c in variants().values())})"
-    )
+    raise CheckpointError(missing_checkpoint(ckpt))
 
 
 def read_checkpoint(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
