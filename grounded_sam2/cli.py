@@ -29,7 +29,7 @@ Exit codes: 0 done, 1 some inputs skipped, 2 error (nothing labeled), 130 interr
 # option destinations, by what they configure
 PIPELINE_OPTIONS = ("grounder", "florence", "strategy", "num_beams", "box_threshold", "text_threshold",
                     "min_confidence", "nms_threshold", "class_agnostic_nms", "min_box_area", "sam2", "tighten_boxes",
-                    "device")
+                    "device", "threads")
 DATASET_OPTIONS = ("format", "split", "seed", "coco_mask_format")
 TRACKING_OPTIONS = ("every", "match_iou", "max_missed_keyframes")
 GENERATOR_OPTIONS = ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh",
@@ -80,6 +80,8 @@ def _add_model_options(parser: argparse.ArgumentParser, boxes: bool = True) -> N
     parser.add_argument("--sam2", help="SAM 2 checkpoint: .pt path, hub id or variant name "
                                        f"(default: {SegmenterConfig.sam2})")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: best available)")
+    parser.add_argument("--threads", type=int, help="torch threads on a CPU; part of the configuration, since it "
+                                                    "changes results in their last digits (default: torch's)")
     if boxes:
         parser.add_argument("--batch-size", type=int, help=f"images per batch (default: {DEFAULT_BATCH_SIZE})")
         _flag(parser, "--tighten-boxes", "replace boxes by their masks' bounding boxes")
@@ -288,12 +290,18 @@ def _segmenter_config(args):
     return SegmenterConfig(**given(args, ("sam2", "tighten_boxes")))
 
 
+def _placement(args):
+    from .config import DeviceConfig
+
+    return DeviceConfig(**given(args, ("device", "threads")))
+
+
 def _segment_boxes(args):
     from .labeling import segment_box_dataset
 
     return segment_box_dataset(
         _existing(args.dataset, "dataset"), args.output, _segmenter_config(args), _dataset_config(args),
-        progress=not args.no_progress, **given(args, ("device", "batch_size")),
+        _placement(args), progress=not args.no_progress, **given(args, ("batch_size",)),
     )
 
 
@@ -305,7 +313,7 @@ def _segment_everything(args):
     dataset = DatasetConfig(**{"format": "coco", **given(args, DATASET_OPTIONS)})
     return segment_everything(
         images if images.is_dir() else [images], args.output, _segmenter_config(args), dataset,
-        generator_options=given(args, GENERATOR_OPTIONS), progress=not args.no_progress, **given(args, ("device",)),
+        generator_options=given(args, GENERATOR_OPTIONS), placement=_placement(args), progress=not args.no_progress,
     )
 
 

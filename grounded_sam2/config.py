@@ -20,12 +20,16 @@ only here (:meth:`PipelineConfig.from_options`):
 - the filters: ``min_confidence``, ``nms_threshold`` (None: off), ``class_agnostic_nms``,
   ``min_box_area``;
 - the segmenter: ``sam2``, ``tighten_boxes``;
-- ``device`` and ``bf16``.
+- ``device``, ``bf16`` and ``threads``.
 """
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from segmenter.device import resolve_device
 
 from .errors import SettingsError
 from .filters import FilterConfig
@@ -36,10 +40,31 @@ from .segmentation import SegmenterConfig
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """Where the models run and in which precision."""
+    """Where the models run, in which precision, and with how many CPU threads.
+
+    On a CPU the number of torch threads changes results in their last digits (reductions are
+    split differently), so it is part of the configuration: a dataset's manifest records the
+    count used, and a resume with another is refused."""
 
     device: Optional[str] = None  # cpu, cuda, cuda:1, mps; None: the best available
     bf16: bool = True  # bfloat16 on CUDA for every model (ignored elsewhere)
+    threads: Optional[int] = None  # torch threads on a CPU; None: torch's default for this machine
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise SettingsError(f"threads must be a whole number of at least 1, got {self.threads!r}")
+
+    def resolve(self) -> torch.device:
+        """The device, with the thread count applied (to this process) on a CPU."""
+        device = resolve_device(self.device)
+        if device.type == "cpu" and self.threads is not None:
+            torch.set_num_threads(self.threads)
+        return device
+
+    def describe(self, device: torch.device) -> Dict[str, Any]:
+        """What a manifest records: the device type, bf16 and, on a CPU, the thread count in use."""
+        return {"device": device.type, "bf16": self.bf16,
+                "threads": torch.get_num_threads() if device.type == "cpu" else None}
 
 
 def pick_fields(options: Dict[str, Any], config_class: type) -> Dict[str, Any]:

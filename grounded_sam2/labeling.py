@@ -24,8 +24,8 @@ import numpy as np
 import supervision as sv
 
 from segmenter import SAM2AutomaticMaskGenerator
-from segmenter.device import resolve_device
 
+from .config import DeviceConfig
 from .datasets.box_sources import read_box_dataset
 from .datasets.sources import IMAGE_EXTENSIONS, SourceImage, find_images, ignored_files
 from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
@@ -144,9 +144,17 @@ def label_images(
     progress: bool = True,
 ) -> LabelSummary:
     """Label ``images`` into ``writer``'s dataset, committing each result as soon as it exists,
-    then finalize the dataset. Stops, raising the error, when :data:`STOP_AFTER_SAME_FAILURES`
-    predictions in a row fail the same way (same error type, raised at the same place): that is
-    a systematic problem, not a bad input."""
+    then finalize the dataset.
+
+    Batches are fixed groups: group k is the k-th ``batch_size`` images of ``images``, whatever
+    an earlier run did. A group with an unfinished image is predicted whole again (its finished
+    images are not written again), so every image is predicted in the company it has in an
+    uninterrupted run, and a resumed dataset is the uninterrupted one bit for bit (batch
+    composition changes the last digits of the models' outputs).
+
+    Stops, raising the error, when :data:`STOP_AFTER_SAME_FAILURES` predictions in a row fail the
+    same way (same error type, raised at the same place): that is a systematic problem, not a bad
+    input."""
     from tqdm.auto import tqdm
 
     check_batch_size(batch_size)
@@ -155,8 +163,12 @@ def label_images(
     summary.already_done = len(images) - len(todo)
     failures: List[BaseException] = []
     with tqdm(total=len(todo), unit="img", desc="labeling", disable=not progress) as bar:
-        for start in range(0, len(todo), batch_size):
-            for result in label_batch(todo[start : start + batch_size], predict):
+        for group in batch_groups(images, batch_size):
+            if all(writer.is_done(image) for image in group):
+                continue
+            for result in label_batch(group, predict):
+                if writer.is_done(result.source):  # finished by an earlier run
+                    continue
                 writer.commit(result)
                 bar.update(1)
                 if result.detections is not None:
@@ -169,6 +181,11 @@ def label_images(
     counts: Counter = writer.finalize()
     summary.objects_per_class = {name: counts.get(name, 0) for name in writer.classes}
     return summary
+
+
+def batch_groups(images: Sequence[SourceImage], batch_size: int) -> List[List[SourceImage]]:
+    """The fixed batches: group k is the k-th ``batch_size`` images, in order."""
+    return [list(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
 
 
 def _repeated(failures: List[BaseException], error: BaseException) -> List[BaseException]:
@@ -234,8 +251,7 @@ def segment_box_dataset(
     output: Union[str, Path],
     segmenter: SegmenterConfig = SegmenterConfig(),
     dataset: DatasetConfig = DatasetConfig(),
-    device=None,
-    bf16: bool = True,
+    placement: DeviceConfig = DeviceConfig(),
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
 ) -> LabelSummary:
@@ -247,9 +263,10 @@ def segment_box_dataset(
     boxes = read_box_dataset(Path(source))
     if not boxes.images:
         raise InputNotFoundError(f"the dataset {source} holds no images")
-    model = Segmenter(segmenter, resolve_device(device), bf16)
+    device = placement.resolve()
+    model = Segmenter(segmenter, device, placement.bf16)
     provenance = {"source": str(Path(source).resolve()), "segmenter": model.describe(),
-                  "placement": {"device": model.device.type, "bf16": bf16}, "batch_size": batch_size}
+                  "placement": placement.describe(device), "batch_size": batch_size}
     writer = DatasetWriter(Path(output), dataclasses.replace(dataset, split=None), boxes.classes, provenance,
                            assigned_splits=boxes.splits)
 
@@ -267,8 +284,7 @@ def segment_everything(
     segmenter: SegmenterConfig = SegmenterConfig(),
     dataset: DatasetConfig = DatasetConfig(format="coco"),
     generator_options: Optional[Dict[str, Any]] = None,
-    device=None,
-    bf16: bool = True,
+    placement: DeviceConfig = DeviceConfig(),
     progress: bool = True,
 ) -> LabelSummary:
     """Class-agnostic masks of everything in every image (SAM 2's automatic mask generator),
@@ -279,9 +295,10 @@ def segment_everything(
     check_output_folder(source, Path(output))
     images = input_images(source)
     options = dict(generator_options or {})
-    model = Segmenter(segmenter, resolve_device(device), bf16)
+    device = placement.resolve()
+    model = Segmenter(segmenter, device, placement.bf16)
     generator = model.mask_generator(**options)
-    provenance = {"segmenter": model.describe(), "placement": {"device": model.device.type, "bf16": bf16},
+    provenance = {"segmenter": model.describe(), "placement": placement.describe(device),
                   "generator": {**generator_defaults(), **options}}
     writer = DatasetWriter(Path(output), dataset, ("object",), provenance)
 

@@ -12,7 +12,6 @@ import supervision as sv
 
 from segmenter import SAM2Model
 from segmenter.checkpoint import missing_checkpoint as missing_sam2
-from segmenter.device import resolve_device
 
 from .config import PipelineConfig
 from .errors import ModelNotAvailableError
@@ -33,7 +32,7 @@ class Pipeline:
         self.config = config
         require_models(config.grounder if grounder is None else None,
                        config.segmenter.sam2 if segmenter is None else None)
-        self.device = resolve_device(config.placement.device)
+        self.device = config.placement.resolve()
         bf16 = config.placement.bf16
         self.grounder = grounder if grounder is not None else build_grounder(config.grounder, self.device, bf16)
         self.grounder.check_prompts(config.ontology.prompts)  # before the first image
@@ -79,7 +78,7 @@ class Pipeline:
             **self.config.to_dict(),
             "grounder": self.grounder.describe(),
             "segmenter": self.segmenter.describe(),
-            "placement": {"device": self.device.type, "bf16": self.config.placement.bf16},
+            "placement": self.config.placement.describe(self.device),
         }
 
 

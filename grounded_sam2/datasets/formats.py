@@ -33,8 +33,9 @@ mixes box and segment rows. Boxes are ``xyxy`` in continuous pixel coordinates (
 COCO annotations: ``iscrowd`` is always 0 (pycocotools evaluation ignores crowd regions, and converters
 drop them), also for masks with holes or several parts, whose RLE decodes exactly with ``iscrowd`` 0.
 ``segmentation`` is a compressed RLE with ``counts`` as an ASCII string (JSON-ready) by default.
-``area`` is the mask's pixel count; ``bbox`` is the box, clipped and rounded to 2 decimals; ids are
-written as given (COCO category ids conventionally start at 1, which is the caller's choice).
+``area`` is the mask's pixel count; ``bbox`` is the box, clipped and rounded to 2 decimals; ``score``
+(when given) is rounded to 4 decimals (:data:`SCORE_DECIMALS`); ids are written as given (COCO
+category ids conventionally start at 1, which is the caller's choice).
 """
 
 import operator
@@ -44,6 +45,7 @@ import cv2
 import numpy as np
 
 MASK_FORMATS = ("rle", "polygon")
+SCORE_DECIMALS = 4  # a COCO score is written rounded to this many decimals
 
 _MIN_POINTS = 3  # a polygon needs at least 3 vertices
 _CHUNK_ELEMENTS = 1 << 20  # vertex pairs per distance block when joining parts (bounds memory)
@@ -126,7 +128,7 @@ def coco_annotation(
         "iscrowd": 0,
     }
     if score is not None:
-        annotation["score"] = float(score)
+        annotation["score"] = round(float(score), SCORE_DECIMALS)
     return annotation
 
 

@@ -13,16 +13,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 from grounded_sam2 import GroundedSAM2
-from grounded_sam2.datasets.sources import find_images
+from grounded_sam2.datasets.sources import SourceImage, find_images
 from grounded_sam2.datasets.writer import DatasetConfig, DatasetError, DatasetWriter, ImageResult
 from grounded_sam2.detections import empty_detections
 from grounded_sam2.errors import InputNotFoundError, SettingsError
 from grounded_sam2.grounding import GROUNDERS
-from grounded_sam2.labeling import STOP_AFTER_SAME_FAILURES, label_batch, label_images
+from grounded_sam2.labeling import STOP_AFTER_SAME_FAILURES, batch_groups, label_batch, label_images
 from grounded_sam2.tiny_models import make_tiny_models
 
 from dataset_files import normalized_dataset
@@ -456,3 +457,52 @@ def test_a_moved_yolo_dataset_still_works_in_ultralytics(tmp_path):
     assert run.returncode == 0, run.stderr
     root, train, val = run.stdout.split()[-3:]
     assert (root, train, val) == (moved, f"{moved}/train/images", f"{moved}/valid/images")
+
+
+# --- a dataset is a function of its inputs and its configuration --------------------------------
+
+
+def test_batch_groups_are_fixed_by_position():
+    images = [SourceImage(None, f"{i}") for i in range(8)]
+    assert [[i.name for i in g] for g in batch_groups(images, 3)] == [["0", "1", "2"], ["3", "4", "5"], ["6", "7"]]
+
+
+def test_a_run_interrupted_inside_a_batch_resumes_to_the_uninterrupted_dataset(model, tmp_path, monkeypatch):
+    """The resumed run predicts the unfinished group whole, in the company an uninterrupted run
+    gives each image, and writes only what is missing: the datasets are equal to the byte."""
+    write_pictures(tmp_path / "in", [40 + 4 * i for i in range(8)])
+    model.label(tmp_path / "in", output_folder=tmp_path / "whole", format="coco", batch_size=3, progress=False)
+
+    commit, calls = DatasetWriter.commit, []
+
+    def interrupted(self, result):
+        calls.append(result.source.name)
+        if len(calls) == 5:  # group 0 written, group 1 one image in
+            raise KeyboardInterrupt
+        return commit(self, result)
+
+    monkeypatch.setattr(DatasetWriter, "commit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.label(tmp_path / "in", output_folder=tmp_path / "cut", format="coco", batch_size=3, progress=False)
+    monkeypatch.setattr(DatasetWriter, "commit", commit)
+    batches, predict_batch = [], model.pipeline.predict_batch
+    model.pipeline.predict_batch = lambda arrays: batches.append(len(arrays)) or predict_batch(arrays)
+    summary = model.label(tmp_path / "in", output_folder=tmp_path / "cut", format="coco", batch_size=3,
+                          progress=False)
+    assert summary.already_done == 4 and summary.labeled == 4
+    assert batches == [3, 2], "the unfinished group 1 is predicted whole again, then group 2"
+    assert normalized_dataset(tmp_path / "cut") == normalized_dataset(tmp_path / "whole")
+
+
+def test_the_cpu_thread_count_is_part_of_the_configuration(tiny_florence, small_sam2, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        model = GroundedSAM2(ONTOLOGY, florence=str(tiny_florence), sam2=small_sam2, device="cpu", threads=1)
+        assert torch.get_num_threads() == 1 and model.pipeline.describe()["placement"]["threads"] == 1
+        write_pictures(tmp_path / "in", [40])
+        model.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
+        other = GroundedSAM2(ONTOLOGY, florence=str(tiny_florence), sam2=small_sam2, device="cpu", threads=2)
+        with pytest.raises(DatasetError, match="pipeline.placement.threads: 1 -> 2"):
+            other.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
+    finally:
+        torch.set_num_threads(threads)

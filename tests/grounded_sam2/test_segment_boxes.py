@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import yaml
 
+from grounded_sam2.config import DeviceConfig
 from grounded_sam2.datasets.box_sources import BoxDatasetError, read_box_dataset
 from grounded_sam2.datasets.writer import DatasetConfig
 from grounded_sam2.labeling import segment_box_dataset
 from grounded_sam2.segmentation import SegmenterConfig
+
+CPU = DeviceConfig("cpu")
 
 
 def write_image(path: Path, h: int, w: int, seed: int) -> None:
@@ -50,7 +53,7 @@ def test_reads_yolo_boxes_in_pixels(tmp_path):
 
 def test_yolo_detection_to_yolo_segmentation(tmp_path, small_sam2):
     source = yolo_detection_dataset(tmp_path / "yolo")
-    summary = segment_box_dataset(source, tmp_path / "out", SegmenterConfig(small_sam2), device="cpu", progress=False)
+    summary = segment_box_dataset(source, tmp_path / "out", SegmenterConfig(small_sam2), placement=CPU, progress=False)
     out = tmp_path / "out"
     assert summary.images == 3 and summary.labeled == 3 and not summary.skipped
     assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/labels/*.txt")) == [
@@ -75,7 +78,7 @@ def test_coco_split_folders_to_coco(tmp_path, small_sam2):
             {"images": images, "annotations": annotations,
              "categories": [{"id": 3, "name": "box"}, {"id": 1, "name": "bg"}]}))
     summary = segment_box_dataset(source, tmp_path / "out", SegmenterConfig(small_sam2), DatasetConfig(format="coco"),
-                                  device="cpu", progress=False)
+                                  placement=CPU, progress=False)
     assert summary.labeled == 3
     train = COCO(str(tmp_path / "out/train/_annotations.coco.json"))
     assert [c["name"] for c in train.loadCats(train.getCatIds())] == ["bg", "box"]

@@ -8,9 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from grounded_sam2.config import DeviceConfig
 from grounded_sam2.datasets.writer import DatasetConfig
 from grounded_sam2.labeling import segment_everything
 from grounded_sam2.segmentation import SegmenterConfig
+
+CPU = DeviceConfig("cpu")
 
 OPTIONS = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.3, box_nms_thresh=1.0)
 EVERYTHING_IN_TRAIN = DatasetConfig(format="coco", split=(1.0, 0.0, 0.0))
@@ -30,7 +33,7 @@ def test_coco_dataset_of_everything_with_resume(tmp_path, small_sam2):
 
     write_images(tmp_path / "in")
     summary = segment_everything(tmp_path / "in", tmp_path / "out", SegmenterConfig(small_sam2), EVERYTHING_IN_TRAIN,
-                                 generator_options=OPTIONS, device="cpu", progress=False)
+                                 generator_options=OPTIONS, placement=CPU, progress=False)
     assert summary.labeled == 2 and [p.name for p, _ in summary.skipped] == ["broken.jpg"]
     coco = COCO(str(tmp_path / "out/train/_annotations.coco.json"))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["object"]
@@ -38,7 +41,7 @@ def test_coco_dataset_of_everything_with_resume(tmp_path, small_sam2):
     assert len(anns) == summary.objects_per_class["object"] >= 2
     assert all(a["iscrowd"] == 0 and coco.annToMask(a).sum() == a["area"] > 0 for a in anns)
     again = segment_everything(tmp_path / "in", tmp_path / "out", SegmenterConfig(small_sam2), EVERYTHING_IN_TRAIN,
-                               generator_options=OPTIONS, device="cpu", progress=False)
+                               generator_options=OPTIONS, placement=CPU, progress=False)
     assert again.already_done == 2 and again.labeled == 0
 
 
@@ -64,6 +67,6 @@ def test_nothing_found_says_which_thresholds_to_lower(tmp_path, small_sam2):
     write_images(tmp_path / "in")
     strict = {**OPTIONS, "pred_iou_thresh": 0.999999, "stability_score_thresh": 0.999999}
     summary = segment_everything(tmp_path / "in", tmp_path / "out", SegmenterConfig(small_sam2), EVERYTHING_IN_TRAIN,
-                                 generator_options=strict, device="cpu", progress=False)
+                                 generator_options=strict, placement=CPU, progress=False)
     assert summary.labeled == 2 and summary.objects_per_class == {"object": 0}
     assert "lower pred_iou_thresh (--pred-iou-thresh, now 0.999999)" in str(summary)
