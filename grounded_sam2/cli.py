@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(label, ["yolo", "yolo-det", "coco"], "yolo")
     _add_model_options(label)
     _add_split_options(label)
+    label.add_argument("--devices", help="one worker process per device, all writing one dataset: cuda:0,cuda:1 "
+                                         "(or cpu:N for N workers on the CPU); the dataset is the one a single "
+                                         "process makes")
 
     boxes = commands.add_parser(
         "segment-boxes",
@@ -317,12 +320,11 @@ def _segment_everything(args):
     )
 
 
-def _pipeline(args, source: Path, check_inputs=None):
-    """The pipeline from the grounding options. Before any model loads: the ontology and options,
-    then the input (``check_inputs(source)`` too, when given) and the output folder."""
+def _pipeline_config(args, source: Path, check_inputs=None):
+    """The pipeline's configuration from the options. Before any model loads: the ontology and
+    options, then the input (``check_inputs(source)`` too, when given) and the output folder."""
     from .config import PipelineConfig
     from .labeling import check_output_folder
-    from .pipeline import Pipeline
 
     options = given(args, PIPELINE_OPTIONS)
     if options.get("nms_threshold", 0.0) >= 1:
@@ -332,25 +334,32 @@ def _pipeline(args, source: Path, check_inputs=None):
     if check_inputs is not None:
         check_inputs(source)
     check_output_folder(source, args.output)
-    return Pipeline(config)
+    return config
 
 
 def _label(args):
     from .labeling import input_images, label_folder
+    from .pipeline import Pipeline
 
     images = args.images if args.images.is_dir() else [args.images]
-    pipeline = _pipeline(args, args.images, check_inputs=lambda _: input_images(images))
-    return label_folder(
-        pipeline, images, args.output, _dataset_config(args), progress=not args.no_progress,
-        **given(args, ("batch_size",)),
-    )
+    config = _pipeline_config(args, args.images, check_inputs=lambda _: input_images(images))
+    options = dict(progress=not args.no_progress, **given(args, ("batch_size",)))
+    if args.devices:
+        from .errors import SettingsError
+        from .parallel import label_on_devices
+
+        if args.device:
+            raise SettingsError("give either --device or --devices, not both")
+        return label_on_devices(config, images, args.output, args.devices, _dataset_config(args), **options)
+    return label_folder(Pipeline(config), images, args.output, _dataset_config(args), **options)
 
 
 def _label_video(args):
+    from .pipeline import Pipeline
     from .video import TrackingSettings
     from .video_labeling import label_video
 
-    pipeline = _pipeline(args, args.video)
+    pipeline = Pipeline(_pipeline_config(args, args.video))
     return label_video(
         pipeline, args.video, args.output, _dataset_config(args), TrackingSettings(**given(args, TRACKING_OPTIONS)),
         video_json=not args.no_video_json, annotated_video=args.annotated_video, progress=not args.no_progress,

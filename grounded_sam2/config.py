@@ -63,8 +63,8 @@ class DeviceConfig:
 
     def describe(self, device: torch.device) -> Dict[str, Any]:
         """What a manifest records: the device type, bf16 and, on a CPU, the thread count in use."""
-        return {"device": device.type, "bf16": self.bf16,
-                "threads": torch.get_num_threads() if device.type == "cpu" else None}
+        threads = (self.threads or torch.get_num_threads()) if device.type == "cpu" else None
+        return {"device": device.type, "bf16": self.bf16, "threads": threads}
 
 
 def pick_fields(options: Dict[str, Any], config_class: type) -> Dict[str, Any]:
@@ -114,6 +114,10 @@ class PipelineConfig:
             "segmenter": self.segmenter.to_dict(),
             "placement": dataclasses.asdict(self.placement),
         }
+
+    def describe(self, device: torch.device) -> Dict[str, Any]:
+        """:meth:`to_dict` with the placement as used on ``device`` (what a manifest records)."""
+        return {**self.to_dict(), "placement": self.placement.describe(device)}
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any]) -> "PipelineConfig":

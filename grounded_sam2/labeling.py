@@ -126,7 +126,7 @@ def _free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _failure_site(error: BaseException) -> Tuple[str, str, int]:
+def failure_site(error: BaseException) -> Tuple[str, str, int]:
     """Where an error was raised: its type and the innermost frame (file, line)."""
     frames = traceback.extract_tb(error.__traceback__)
     last = frames[-1] if frames else None
@@ -191,7 +191,7 @@ def batch_groups(images: Sequence[SourceImage], batch_size: int) -> List[List[So
 def _repeated(failures: List[BaseException], error: BaseException) -> List[BaseException]:
     """The run of failures in a row that fail like ``error``; raises ``error`` when it is long
     enough to stop."""
-    failures = [f for f in failures if _failure_site(f) == _failure_site(error)] + [error]
+    failures = [f for f in failures if failure_site(f) == failure_site(error)] + [error]
     if len(failures) >= STOP_AFTER_SAME_FAILURES:
         note = (f"grounded-sam2: {len(failures)} images in a row failed with this error; stopping instead of "
                 f"skipping every image")
@@ -224,10 +224,16 @@ def label_folder(
     writer = DatasetWriter(Path(output), dataset, pipeline.classes, provenance)
     summary = label_images(images, writer, lambda arrays, _: pipeline.predict_batch(arrays), batch_size, progress)
     summary.ignored = ignored_files(source, extensions)
-    if summary.images > summary.already_done + len(summary.skipped) and not any(summary.objects_per_class.values()):
-        summary.hint = ("no object was found: check the prompts, lower the grounder's thresholds or "
-                        "min_confidence, or try another grounder")
+    summary.hint = empty_dataset_hint(summary)
     return summary
+
+
+def empty_dataset_hint(summary: LabelSummary) -> str:
+    """What to change when images were labeled and no object was found in any, else nothing."""
+    if summary.images > summary.already_done + len(summary.skipped) and not any(summary.objects_per_class.values()):
+        return ("no object was found: check the prompts, lower the grounder's thresholds or min_confidence, or "
+                "try another grounder")
+    return ""
 
 
 def input_images(source: InputFolder, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[SourceImage]:

@@ -74,12 +74,8 @@ class Pipeline:
     def describe(self) -> Dict[str, Any]:
         """The pipeline's provenance, as a dataset's manifest records it: the configuration with
         the grounder's and segmenter's own descriptions and the device type actually used."""
-        return {
-            **self.config.to_dict(),
-            "grounder": self.grounder.describe(),
-            "segmenter": self.segmenter.describe(),
-            "placement": self.config.placement.describe(self.device),
-        }
+        return {**self.config.describe(self.device), "grounder": self.grounder.describe(),
+                "segmenter": self.segmenter.describe()}
 
 
 def require_models(grounder: Optional[GrounderConfig], sam2) -> None:

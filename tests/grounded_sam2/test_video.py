@@ -287,13 +287,17 @@ def test_cli_label_video(tiny_models, tmp_path):
     ],
     ids=["missing", "empty video", "gap in frames"],
 )
-def test_cli_label_video_bad_input(tiny_models, tmp_path, make_input, message):
+def test_cli_label_video_bad_input(tiny_models, tmp_path, make_input, message, capsys):
+    """Run in this process: the start-up of a command costs more than these checks."""
+    from grounded_sam2.cli import main
+
     florence, sam2 = tiny_models
     source = tmp_path / "in"
     source.mkdir()
-    result = cli("label-video", make_input(source), "-o", tmp_path / "out", "--ontology", "example",
-                 "--florence", florence, "--sam2", sam2, "--device", "cpu", "--no-progress")
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    code = main([str(a) for a in ("label-video", make_input(source), "-o", tmp_path / "out", "--ontology", "example",
+                                  "--florence", florence, "--sam2", sam2, "--device", "cpu", "--no-progress")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
 
 
 def test_grounded_sam2_track_video(tiny_florence, present_sam2):
