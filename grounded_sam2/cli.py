@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--devices", help="one worker process per device, all writing one dataset: cuda:0,cuda:1 "
                                          "(or cpu:N for N workers on the CPU); the dataset is the one a single "
                                          "process makes")
+    label.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="label on a Ray cluster: ADDRESS (auto, head:6379, ray://head:10001), or without it "
+                            "RAY_ADDRESS, else a Ray started here; the output folder and the models must be on "
+                            "storage every node sees (needs pip install 'grounded-sam2[ray]')")
+    label.add_argument("--workers", type=int, help="with --ray: the Ray actors (default: one per GPU of the "
+                                                   "cluster, or its CPUs divided by --threads)")
 
     boxes = commands.add_parser(
         "segment-boxes",
@@ -338,19 +344,27 @@ def _pipeline_config(args, source: Path, check_inputs=None):
 
 
 def _label(args):
+    from .errors import SettingsError
     from .labeling import input_images, label_folder
     from .pipeline import Pipeline
 
+    if args.devices is not None and (args.device is not None or args.ray is not None):
+        raise SettingsError("--devices goes without --device and --ray (with --ray, --device cpu or cuda "
+                            "chooses the actors' device type)")
+    if args.workers is not None and args.ray is None:
+        raise SettingsError("--workers is the number of Ray actors: it goes with --ray")
     images = args.images if args.images.is_dir() else [args.images]
     config = _pipeline_config(args, args.images, check_inputs=lambda _: input_images(images))
     options = dict(progress=not args.no_progress, **given(args, ("batch_size",)))
     if args.devices:
-        from .errors import SettingsError
         from .parallel import label_on_devices
 
-        if args.device:
-            raise SettingsError("give either --device or --devices, not both")
         return label_on_devices(config, images, args.output, args.devices, _dataset_config(args), **options)
+    if args.ray is not None:
+        from .cluster import label_on_ray
+
+        return label_on_ray(config, images, args.output, args.ray or None, args.workers, _dataset_config(args),
+                            **options)
     return label_folder(Pipeline(config), images, args.output, _dataset_config(args), **options)
 
 

@@ -9,7 +9,7 @@ and nothing broader, so a real bug shows its traceback.
 from segmenter.errors import DeviceError, GroundedSAM2Error, SettingsError
 
 __all__ = ["GroundedSAM2Error", "SettingsError", "DeviceError", "InputNotFoundError", "ModelNotAvailableError",
-           "is_out_of_memory"]
+           "MissingDependencyError", "is_out_of_memory"]
 
 _OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
@@ -21,6 +21,10 @@ class InputNotFoundError(GroundedSAM2Error, FileNotFoundError):
 class ModelNotAvailableError(GroundedSAM2Error, FileNotFoundError):
     """Models that are neither on disk nor to be had from the hub here; the message lists every
     one of them, each with how to get it."""
+
+
+class MissingDependencyError(GroundedSAM2Error, ImportError):
+    """An optional dependency a feature needs is not installed; the message says how to install it."""
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -109,9 +109,8 @@ class RunPlan:
         return [k for k, group in enumerate(self.groups) if not all(i.name in self.done_before for i in group)]
 
     def labeler_arguments(self) -> Tuple:
-        """What :class:`GroupLabeler` is built from (all picklable)."""
-        return (self.config, self.output, self.dataset, tuple(self.config.ontology.classes), self.provenance,
-                self.groups)
+        """What :class:`GroupLabeler` is built from (small and picklable)."""
+        return self.config, self.output, self.dataset, tuple(self.config.ontology.classes), self.provenance
 
 
 def plan_run(config: PipelineConfig, source: InputFolder, output: Union[str, Path], device: torch.device,
@@ -148,7 +147,7 @@ class GroupLabeler:
     without creating it; :meth:`label` predicts a group and commits its images."""
 
     def __init__(self, config: PipelineConfig, output: Path, dataset: DatasetConfig, classes: Sequence[str],
-                 provenance: Dict[str, Any], groups: List[List[SourceImage]]) -> None:
+                 provenance: Dict[str, Any]) -> None:
         from huggingface_hub.utils import disable_progress_bars
         from transformers.utils import logging
 
@@ -156,13 +155,12 @@ class GroupLabeler:
         logging.disable_progress_bar()
         self.pipeline = Pipeline(config)
         self.writer = DatasetWriter(output, dataset, classes, provenance, create=False)
-        self.groups = groups
 
-    def label(self, k: int) -> List[ImageReport]:
-        """Predict group ``k`` whole and commit what is not yet done. An image already done (by an
+    def label(self, group: List[SourceImage]) -> List[ImageReport]:
+        """Predict a group whole and commit what is not yet done. An image already done (by an
         earlier run, or by a worker that died after committing it) is reported as labeled."""
         reports = []
-        for result in label_batch(self.groups[k], lambda arrays, _: self.pipeline.predict_batch(arrays)):
+        for result in label_batch(group, lambda arrays, _: self.pipeline.predict_batch(arrays)):
             path = str(result.source.path) if result.source.path else None
             if self.writer.is_done(result.source):
                 reports.append(ImageReport(result.source.name, path, None, None, ""))
@@ -300,7 +298,7 @@ class _Job:
                 while todo and idle:
                     slot, k = idle.pop(), todo.popleft()
                     self.holding[slot] = k
-                    self.tasks[slot].put(k)
+                    self.tasks[slot].put((k, self.plan.groups[k]))
             for slot in self.workers:
                 self.tasks[slot].put(None)
             for process in self.workers.values():
@@ -331,8 +329,9 @@ def _work(slot: int, labeler_arguments: Tuple, tasks, events) -> None:
     try:
         labeler = GroupLabeler(*labeler_arguments)
         events.put(("ready", slot))
-        while (k := tasks.get()) is not None:
-            for report in labeler.label(k):
+        while (task := tasks.get()) is not None:
+            k, group = task
+            for report in labeler.label(group):
                 events.put(("image", slot, *report))
             events.put(("done", slot, k))
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the test environment and runs the whole suite: bash tests/run.sh [pytest args]
 # - a virtual environment in .venv (VENV=... to choose another),
-# - torch 2.13.0 (CPU), this package and pytest, pinned by tests/constraints.txt,
+# - torch 2.13.0 (CPU), this package with its test and Ray extras, pinned by tests/constraints.txt,
 # - Meta's sam2==1.1.0 as the parity reference, with its torchvision and hydra, in $VENV/reference:
 #   outside site-packages, so that they cannot break the tool (transformers imports torchvision
 #   whenever it finds it); only tests/meta_reference.py puts that folder on sys.path,
@@ -16,7 +16,7 @@ VENV="${VENV:-.venv}"
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --quiet --constraint tests/constraints.txt)
 "${PIP[@]}" torch==2.13.0 setuptools wheel
-"${PIP[@]}" --no-build-isolation ".[test]"
+"${PIP[@]}" --no-build-isolation ".[test,ray]"
 REFERENCE="$VENV/reference"
 # a venv made before kept the reference in site-packages, where it broke the tool: move it out
 if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torchvision') is None)"; then

@@ -24,6 +24,7 @@ LAYERS = [
     ["grounded_sam2.pipeline"],
     ["grounded_sam2.labeling", "grounded_sam2.video"],
     ["grounded_sam2.parallel"],
+    ["grounded_sam2.cluster"],
     ["grounded_sam2.video_labeling"],
     ["grounded_sam2.model"],
     ["grounded_sam2.cli", "grounded_sam2"],

@@ -38,3 +38,11 @@ def tiny_grounder(tmp_path_factory):
         return made[backend]
 
     return directory
+
+
+@pytest.fixture(scope="session")
+def label_runs(tmp_path_factory):
+    """The scale-out tests' input and single-process runs (see scale_out.py)."""
+    from scale_out import LabelRuns
+
+    return LabelRuns(tmp_path_factory.mktemp("scale-out"))

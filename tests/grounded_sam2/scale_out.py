@@ -1,0 +1,71 @@
+"""Runs of ``grounded-sam2 label`` on one small input (tiny models, four images and one
+unreadable file) that the scale-out tests compare with the single process's."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import cv2
+import numpy as np
+
+from grounded_sam2.tiny_models import make_tiny_models
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "grounded_sam2.cli"]
+
+
+class LabelRuns:
+    """``label(output, *options)`` runs the command into ``root/output``; ``single(fmt)`` is the
+    single-process run of the same configuration, made once per format. One CPU thread per
+    process, so that two workers fit on two cores."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        florence, sam2 = make_tiny_models(root / "tiny")
+        (root / "in").mkdir()
+        for i in range(4):
+            image = np.zeros((40 + 4 * i, 60, 3), np.uint8)
+            image[10:30, 10 + i : 40 + i] = (50 * i, 200, 100)
+            cv2.imwrite(str(root / "in" / f"{i}.png"), image)
+        (root / "in" / "broken.jpg").write_text("not an image")
+        self.common = [str(a) for a in ["--ontology", "example", "--florence", florence, "--sam2", sam2,
+                                        "--no-progress", "--batch-size", "2", "--threads", "1"]]
+        self.singles: Dict[str, Tuple[Path, subprocess.CompletedProcess]] = {}
+
+    def label(self, output: str, *options: str, **popen):
+        """The command's CompletedProcess, or with Popen arguments the running process."""
+        args = [*CLI, "label", str(self.root / "in"), "-o", str(self.root / output), *self.common, *options]
+        # this process's environment now (Ray's, once a test started it: RAY_AUTH_MODE)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        if popen:
+            return subprocess.Popen(args, cwd=ROOT, env=env, **popen)
+        return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    def single(self, fmt: str) -> Tuple[Path, subprocess.CompletedProcess]:
+        if fmt not in self.singles:
+            run = self.label(f"single-{fmt}", "--format", fmt, "--device", "cpu")
+            assert run.returncode == 1, run.stderr  # the broken file is skipped
+            self.singles[fmt] = self.root / f"single-{fmt}", run
+        return self.singles[fmt]
+
+
+def summary_lines(stdout: str) -> List[str]:
+    """The summary a run printed, without the line naming its output folder and without Ray's
+    messages (a driver prints what its cluster's raylets report, e.g. a killed worker)."""
+    return [line for line in stdout.splitlines() if not line.startswith("dataset:") and "(raylet)" not in line]
+
+
+def processes(matching: Callable[[bytes], bool]) -> List[int]:
+    """The processes of this machine whose command line matches."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if matching(command):
+                found.append(int(entry.name))
+    return found
