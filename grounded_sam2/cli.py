@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "interruption tracks from the start and writes only the missing frames. "
                     "Exit codes: 0 done, 2 error, 130 interrupted.",
     )
-    video.add_argument("video", type=Path,
-                       help="video file (mp4, avi, mov, mkv...) or folder of numbered frames (00000.jpg...)")
+    video.add_argument("video", type=Path, nargs="+",
+                       help="video file (mp4, avi, mov, mkv...) or folder of numbered frames (00000.jpg...); "
+                            "several: one dataset each, OUTPUT/<video name>")
     video.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder")
     _add_grounding_options(video)
     _add_output_options(video, ["yolo", "yolo-det", "coco"], "yolo")
@@ -206,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                             f"(default: {TrackingSettings.max_missed_keyframes})")
     video.add_argument("--annotated-video", action="store_true", help="also write annotated.mp4")
     video.add_argument("--no-video-json", action="store_true", help="do not write video.json")
+    video.add_argument("--devices", help="with several videos: one worker process per device, each labeling one "
+                                         "video at a time: cuda:0,cuda:1 (or cpu:N)")
 
     tiny = commands.add_parser(
         "make-tiny-models",
@@ -237,7 +240,9 @@ def _run(args) -> int:
     from .errors import GroundedSAM2Error, is_out_of_memory
 
     if args.no_progress:
-        _quiet_model_loading()
+        from .pipeline import quiet_model_loading
+
+        quiet_model_loading()
     try:
         run = {"label": _label, "segment-boxes": _segment_boxes, "segment-everything": _segment_everything,
                "label-video": _label_video}[args.command]
@@ -256,15 +261,6 @@ def _run(args) -> int:
         return EXIT_ERROR
     print(summary)
     return EXIT_SKIPPED if summary.skipped else EXIT_OK
-
-
-def _quiet_model_loading() -> None:
-    """No progress bars from transformers and huggingface_hub either (loading weights, downloads)."""
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging
-
-    disable_progress_bars()
-    logging.disable_progress_bar()
 
 
 def _memory_advice(args) -> str:
@@ -326,9 +322,9 @@ def _segment_everything(args):
     )
 
 
-def _pipeline_config(args, source: Path, check_inputs=None):
+def _pipeline_config(args, sources: List[Path], check_inputs=None):
     """The pipeline's configuration from the options. Before any model loads: the ontology and
-    options, then the input (``check_inputs(source)`` too, when given) and the output folder."""
+    options, then each input (``check_inputs(source)`` too, when given) and the output folder."""
     from .config import PipelineConfig
     from .labeling import check_output_folder
 
@@ -336,10 +332,11 @@ def _pipeline_config(args, source: Path, check_inputs=None):
     if options.get("nms_threshold", 0.0) >= 1:
         options["nms_threshold"] = None  # off
     config = PipelineConfig.from_options(args.ontology, **options)
-    _existing(source, "input")
-    if check_inputs is not None:
-        check_inputs(source)
-    check_output_folder(source, args.output)
+    for source in sources:
+        _existing(source, "input")
+        if check_inputs is not None:
+            check_inputs(source)
+        check_output_folder(source, args.output)
     return config
 
 
@@ -354,7 +351,7 @@ def _label(args):
     if args.workers is not None and args.ray is None:
         raise SettingsError("--workers is the number of Ray actors: it goes with --ray")
     images = args.images if args.images.is_dir() else [args.images]
-    config = _pipeline_config(args, args.images, check_inputs=lambda _: input_images(images))
+    config = _pipeline_config(args, [args.images], check_inputs=lambda _: input_images(images))
     options = dict(progress=not args.no_progress, **given(args, ("batch_size",)))
     if args.devices:
         from .parallel import label_on_devices
@@ -369,15 +366,19 @@ def _label(args):
 
 
 def _label_video(args):
-    from .pipeline import Pipeline
+    from .errors import SettingsError
     from .video import TrackingSettings
-    from .video_labeling import label_video
+    from .video_labeling import label_videos
 
-    pipeline = Pipeline(_pipeline_config(args, args.video))
-    return label_video(
-        pipeline, args.video, args.output, _dataset_config(args), TrackingSettings(**given(args, TRACKING_OPTIONS)),
-        video_json=not args.no_video_json, annotated_video=args.annotated_video, progress=not args.no_progress,
+    if args.devices is not None and args.device is not None:
+        raise SettingsError("give either --device or --devices, not both")
+    config = _pipeline_config(args, args.video)
+    summary = label_videos(
+        config, args.video, args.output, args.devices, _dataset_config(args),
+        TrackingSettings(**given(args, TRACKING_OPTIONS)), video_json=not args.no_video_json,
+        annotated_video=args.annotated_video, progress=not args.no_progress,
     )
+    return summary.videos[0] if len(summary.videos) == 1 else summary
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ from .labeling import (
     input_images,
     label_batch,
 )
-from .pipeline import Pipeline, require_models
+from .pipeline import Pipeline, quiet_model_loading, require_models
 
 MAX_RESTARTS = 3  # deaths of the workers of one device before the run stops
 POLL_S = 0.5  # how often the parent looks for dead workers
@@ -148,11 +148,7 @@ class GroupLabeler:
 
     def __init__(self, config: PipelineConfig, output: Path, dataset: DatasetConfig, classes: Sequence[str],
                  provenance: Dict[str, Any]) -> None:
-        from huggingface_hub.utils import disable_progress_bars
-        from transformers.utils import logging
-
-        disable_progress_bars()
-        logging.disable_progress_bar()
+        quiet_model_loading()
         self.pipeline = Pipeline(config)
         self.writer = DatasetWriter(output, dataset, classes, provenance, create=False)
 

@@ -93,3 +93,13 @@ def require_models(grounder: Optional[GrounderConfig], sam2) -> None:
             "To try the tool without them: `grounded-sam2 make-tiny-models tiny/` writes tiny random models "
             "(meaningless labels) to pass as --florence tiny/florence2 --sam2 tiny/sam2.pt.",
         ]))
+
+
+def quiet_model_loading() -> None:
+    """No progress bars from transformers and huggingface_hub (loading weights, downloads): for
+    --no-progress and for worker processes, whose bars would interleave."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    disable_progress_bars()
+    logging.disable_progress_bar()

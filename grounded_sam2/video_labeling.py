@@ -9,21 +9,29 @@ train/valid split), named ``<video>_<frame>``; ``video.json`` and ``annotated.mp
 Interrupted runs: tracking memory cannot be rebuilt from files, so running the same command
 again tracks the video from its first frame. The results are the same, frames already in the
 dataset are not written again, and ``video.json`` and the MP4 are rewritten whole.
+
+Several videos (:func:`label_videos`): one dataset per video, ``OUT/<video name>/``, labeled one
+after the other, or with ``devices`` one video at a time per worker process, each video's
+dataset the one a single process writes.
 """
 
 import dataclasses
+import multiprocessing
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from .config import PipelineConfig
 from .datasets.sources import SourceImage
 from .datasets.video_exports import AnnotatedVideoWriter, VideoJsonWriter
 from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
+from .errors import SettingsError
 from .labeling import check_output_folder
-from .pipeline import Pipeline
+from .parallel import MAX_RESTARTS, WorkerError, parse_devices
+from .pipeline import Pipeline, quiet_model_loading, require_models
 from .video import TrackingSettings, VideoTracker
 
 
@@ -109,3 +117,100 @@ def label_video(
     summary.tracks = tracker.started
     summary.objects_per_class = {name: counts.get(name, 0) for name in pipeline.classes}
     return summary
+
+
+@dataclass
+class VideosSummary:
+    """What labeling several videos did: one summary per video, in the order given."""
+
+    videos: List[VideoLabelSummary]
+    skipped: list = field(default_factory=list)  # always empty, as for one video
+
+    def __str__(self) -> str:
+        return "\n".join(str(summary) for summary in self.videos)
+
+
+def video_outputs(videos: Sequence[Path], output: Path) -> List[Path]:
+    """Each video's dataset folder: ``output`` for one video, ``output/<video name>`` for several."""
+    if len(videos) == 1:
+        return [Path(output)]
+    names = [Path(video).stem for video in videos]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SettingsError(f"videos with the same name would share a dataset folder: {', '.join(repeated)}")
+    return [Path(output) / name for name in names]
+
+
+def label_videos(
+    config: PipelineConfig,
+    videos: Sequence[Union[str, Path]],
+    output: Union[str, Path],
+    devices: Optional[Union[str, Sequence[str]]] = None,
+    dataset: DatasetConfig = DatasetConfig(),
+    tracking: TrackingSettings = TrackingSettings(),
+    video_json: bool = True,
+    annotated_video: bool = False,
+    progress: bool = True,
+) -> VideosSummary:
+    """:func:`label_video` for each video into its folder of :func:`video_outputs`. With
+    ``devices`` (see :func:`grounded_sam2.parallel.parse_devices`) one worker process per device
+    takes the next video when it is free; a worker that dies stops its pool, and the videos not
+    finished are labeled again (resuming) by a new one, up to
+    :data:`~grounded_sam2.parallel.MAX_RESTARTS` times."""
+    from tqdm.auto import tqdm
+
+    videos = [Path(video) for video in videos]
+    outputs = video_outputs(videos, Path(output))
+    for video, folder in zip(videos, outputs):
+        check_output_folder(video, folder)
+    options = dict(dataset=dataset, tracking=tracking, video_json=video_json, annotated_video=annotated_video)
+    if devices is None:
+        pipeline = Pipeline(config)
+        return VideosSummary([label_video(pipeline, video, folder, progress=progress, **options)
+                              for video, folder in zip(videos, outputs)])
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    import torch
+
+    devices = parse_devices(devices)
+    require_models(config.grounder, config.segmenter.sam2)
+    if torch.device(devices[0]).type == "cpu" and config.placement.threads is None:  # a single process's count
+        config = dataclasses.replace(config, placement=dataclasses.replace(config.placement,
+                                                                           threads=torch.get_num_threads()))
+    context = multiprocessing.get_context("spawn")
+    summaries: Dict[int, VideoLabelSummary] = {}
+    with tqdm(total=len(videos), unit="video", desc="videos", disable=not progress) as bar:
+        for _ in range(MAX_RESTARTS + 1):
+            slots = context.Queue()
+            for device in devices:
+                slots.put(device)
+            try:
+                with ProcessPoolExecutor(len(devices), mp_context=context, initializer=_start_video_worker,
+                                         initargs=(config, slots)) as pool:
+                    running = {pool.submit(_label_in_worker, videos[i], outputs[i], options): i
+                               for i in range(len(videos)) if i not in summaries}
+                    for done in as_completed(running):
+                        summaries[running[done]] = done.result()
+                        bar.update(1)
+                break
+            except BrokenProcessPool:
+                continue  # a worker died: the unfinished videos again, in a new pool
+        else:
+            raise WorkerError(f"video workers died {MAX_RESTARTS + 1} times; what is written is kept: run the same "
+                              f"command again to resume")
+    return VideosSummary([summaries[i] for i in range(len(videos))])
+
+
+_WORKER_PIPELINE: Optional[Pipeline] = None  # a video worker's pipeline, built once
+
+
+def _start_video_worker(config: PipelineConfig, slots) -> None:
+    global _WORKER_PIPELINE
+    quiet_model_loading()
+    placement = dataclasses.replace(config.placement, device=slots.get())
+    _WORKER_PIPELINE = Pipeline(dataclasses.replace(config, placement=placement))
+
+
+def _label_in_worker(video: Path, output: Path, options: dict) -> VideoLabelSummary:
+    return label_video(_WORKER_PIPELINE, video, output, progress=False, **options)

@@ -57,15 +57,20 @@ def summary_lines(stdout: str) -> List[str]:
     return [line for line in stdout.splitlines() if not line.startswith("dataset:") and "(raylet)" not in line]
 
 
+def command_line(pid: int) -> bytes:
+    """A process's command line, empty once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""
+
+
 def processes(matching: Callable[[bytes], bool]) -> List[int]:
     """The processes of this machine whose command line matches."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if matching(command):
-                found.append(int(entry.name))
-    return found
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and matching(command_line(int(e.name)))]
+
+
+def worker_pids(pid: int) -> List[int]:
+    """The worker processes a command started (spawned interpreters, not the resource tracker)."""
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [c for c in children if b"spawn_main" in command_line(c) and b"resource_tracker" not in command_line(c)]

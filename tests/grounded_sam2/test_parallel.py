@@ -13,7 +13,7 @@ from grounded_sam2.errors import SettingsError
 from grounded_sam2.parallel import parse_devices
 
 from dataset_files import normalized_dataset
-from scale_out import summary_lines
+from scale_out import summary_lines, worker_pids
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -39,20 +39,6 @@ def test_two_cpu_workers_write_the_single_process_dataset(label_runs):
     assert workers.returncode == 1, workers.stderr
     assert summary_lines(workers.stdout) == summary_lines(reference_run.stdout)
     assert normalized_dataset(label_runs.root / "workers-yolo") == normalized_dataset(reference)
-
-
-def worker_pids(pid: int):
-    """The worker processes the command started (spawned interpreters, not the resource tracker)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    found = []
-    for child in children:
-        try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-        except FileNotFoundError:
-            continue
-        if b"spawn_main" in command and b"resource_tracker" not in command:
-            found.append(int(child))
-    return found
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through /proc")

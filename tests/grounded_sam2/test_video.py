@@ -309,3 +309,50 @@ def test_grounded_sam2_track_video(tiny_florence, present_sam2):
     assert first.tracker_id.tolist() == [1] and first.data["class_name"].tolist() == ["dog"]
     assert first.mask.shape == (1, H, W) and first.mask.any()
     assert all(f.detections.tracker_id is not None for f in frames)
+
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through /proc")
+def test_cli_several_videos_one_dataset_each_and_the_same_with_workers_one_killed(tiny_models, tmp_path):
+    """Per video: OUT/<name>/, the dataset one video alone gives; --devices cpu:2 labels the
+    videos in two workers, one killed mid-run, and writes the same files."""
+    import signal
+    import time
+
+    from scale_out import worker_pids
+
+    florence, sam2 = tiny_models
+    videos = [write_video(tmp_path / "a.avi", scene(4)), write_video(tmp_path / "b.avi", scene(2))]
+    common = ["--ontology", "example", "--florence", florence, "--sam2", sam2, "--every", "2", "--no-progress",
+              "--format", "coco", "--threads", "1"]
+    alone = cli("label-video", videos[1], "-o", tmp_path / "alone", *common, "--device", "cpu")
+    one_process = cli("label-video", *videos, "-o", tmp_path / "one", *common, "--device", "cpu")
+    for run in (alone, one_process):
+        assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["a", "b"]
+    assert "frames: 4 tracked" in one_process.stdout and "frames: 2 tracked" in one_process.stdout
+    assert (tmp_path / "one" / "a" / "video.json").is_file()
+    assert normalized_dataset(tmp_path / "one" / "b") == normalized_dataset(tmp_path / "alone")
+
+    output = tmp_path / "workers"
+    process = subprocess.Popen([*CLI, "label-video", *map(str, videos), "-o", str(output), *common, "--devices",
+                                "cpu:2"], cwd=ROOT, env=CLI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 300
+    while not list(output.glob("*/.work/*.json")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    victims = worker_pids(process.pid)
+    assert victims and process.poll() is None, "the run ended before a worker could be killed"
+    os.kill(victims[0], signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert normalized_dataset(output) == normalized_dataset(tmp_path / "one")
+
+def test_videos_of_the_same_name_are_refused(tmp_path):
+    from grounded_sam2.errors import SettingsError
+    from grounded_sam2.video_labeling import video_outputs
+
+    assert video_outputs([tmp_path / "a.mp4"], tmp_path / "out") == [tmp_path / "out"]
+    with pytest.raises(SettingsError, match="same name would share"):
+        video_outputs([tmp_path / "x" / "a.mp4", tmp_path / "y" / "a.mp4"], tmp_path / "out")
+
