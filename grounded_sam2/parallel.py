@@ -318,10 +318,28 @@ class _Job:
         return dead
 
 
+def exit_with_parent() -> None:
+    """In a worker process: end it as soon as its parent is gone (killed with SIGKILL, say), so
+    that no orphan holds a device; what it was writing is atomic, and a resume redoes its group."""
+    import os
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent process ends
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit with parent", daemon=True).start()
+
+
 def _work(slot: int, labeler_arguments: Tuple, tasks, events) -> None:
     """A worker process: build the labeler once, then predict and commit the groups it is given,
     reporting their images. The images a worker that died had committed are reported by the one
     that predicts the group again."""
+    exit_with_parent()
     try:
         labeler = GroupLabeler(*labeler_arguments)
         events.put(("ready", slot))

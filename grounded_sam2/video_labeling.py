@@ -30,7 +30,7 @@ from .datasets.video_exports import AnnotatedVideoWriter, VideoJsonWriter
 from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
 from .errors import SettingsError
 from .labeling import check_output_folder
-from .parallel import MAX_RESTARTS, WorkerError, parse_devices
+from .parallel import MAX_RESTARTS, WorkerError, exit_with_parent, parse_devices
 from .pipeline import Pipeline, quiet_model_loading, require_models
 from .video import TrackingSettings, VideoTracker
 
@@ -207,6 +207,7 @@ _WORKER_PIPELINE: Optional[Pipeline] = None  # a video worker's pipeline, built 
 
 def _start_video_worker(config: PipelineConfig, slots) -> None:
     global _WORKER_PIPELINE
+    exit_with_parent()
     quiet_model_loading()
     placement = dataclasses.replace(config.placement, device=slots.get())
     _WORKER_PIPELINE = Pipeline(dataclasses.replace(config, placement=placement))

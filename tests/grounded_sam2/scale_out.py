@@ -4,6 +4,7 @@ unreadable file) that the scale-out tests compare with the single process's."""
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
@@ -74,3 +75,12 @@ def worker_pids(pid: int) -> List[int]:
     """The worker processes a command started (spawned interpreters, not the resource tracker)."""
     children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     return [c for c in children if b"spawn_main" in command_line(c) and b"resource_tracker" not in command_line(c)]
+
+
+def wait_until_written(process: subprocess.Popen, output: Path, pattern: str) -> None:
+    """Wait until the running ``process`` has written a file matching ``pattern`` under ``output``;
+    fails when it ended first (nothing would be interrupted)."""
+    deadline = time.time() + 300
+    while not list(output.glob(pattern)) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be interrupted"

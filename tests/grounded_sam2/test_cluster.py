@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,7 +14,7 @@ from grounded_sam2.cli import main
 from grounded_sam2.errors import MissingDependencyError
 
 from dataset_files import normalized_dataset
-from scale_out import ROOT, processes, summary_lines
+from scale_out import ROOT, processes, summary_lines, wait_until_written
 
 ray = pytest.importorskip("ray", reason="the Ray runner's tests need ray[data] (tests/run.sh installs it)")
 
@@ -47,10 +46,7 @@ def start_and_wait_for_a_label(label_runs, output, *options):
     """The command running into ``output``, once it has written its first COCO record."""
     process = label_runs.label(output.name, "--format", "coco", *options, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not list(output.glob(".work/*.json")) and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be interrupted"
+    wait_until_written(process, output, ".work/*.json")
     return process
 
 

@@ -4,6 +4,7 @@ to the byte, also when a worker is killed mid-run (tiny models, CPU workers)."""
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from grounded_sam2.errors import SettingsError
 from grounded_sam2.parallel import parse_devices
 
 from dataset_files import normalized_dataset
-from scale_out import summary_lines, worker_pids
+from scale_out import command_line, summary_lines, wait_until_written, worker_pids
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -47,13 +48,68 @@ def test_a_killed_worker_is_started_again_and_the_dataset_is_the_same(label_runs
     output = label_runs.root / "killed-worker"
     process = label_runs.label(output.name, "--format", "coco", "--devices", "cpu:2",
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not list(output.glob(".work/*.json")) and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
+    wait_until_written(process, output, ".work/*.json")
     victims = worker_pids(process.pid)
-    assert victims and process.poll() is None, "the run ended before a worker could be killed"
+    assert victims, "no worker found"
     os.kill(victims[0], signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 1, stderr
     assert summary_lines(stdout) == summary_lines(reference_run.stdout)
     assert normalized_dataset(output) == normalized_dataset(reference)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through /proc")
+def test_a_killed_parent_leaves_no_worker_and_the_command_resumes_to_the_same_dataset(label_runs):
+    reference, _ = label_runs.single("coco")
+    output = label_runs.root / "killed-parent"
+    options = ("--format", "coco", "--devices", "cpu:2")
+    process = label_runs.label(output.name, *options, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until_written(process, output, ".work/*.json")
+    workers = worker_pids(process.pid)
+    assert workers, "no worker found"
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.time() + 30
+    while any(command_line(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(command_line(pid) for pid in workers), "a worker outlived its parent"
+    resumed = label_runs.label(output.name, *options)
+    assert resumed.returncode == 1, resumed.stderr
+    assert " 0 already done" not in resumed.stdout
+    assert normalized_dataset(output) == normalized_dataset(reference)
+
+
+PARENT = """
+import multiprocessing, time
+from grounded_sam2.parallel import exit_with_parent
+
+def idle_worker(tasks):
+    exit_with_parent()
+    tasks.get()  # blocks: nothing will ever come
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    worker = context.Process(target=idle_worker, args=(context.Queue(),), daemon=True)
+    worker.start()
+    print(worker.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="watches the worker through /proc")
+def test_an_idle_worker_ends_when_its_parent_is_killed(tmp_path):
+    """A worker blocked on its task queue would otherwise outlive a SIGKILLed parent forever."""
+    (tmp_path / "parent.py").write_text(PARENT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], stdout=subprocess.PIPE, text=True, env=env)
+    worker = int(parent.stdout.readline())
+    time.sleep(1)
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 20
+    while command_line(worker) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = bool(command_line(worker))
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "the worker outlived its parent"
