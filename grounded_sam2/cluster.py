@@ -65,9 +65,9 @@ def label_on_ray(
 
     ``address``: the cluster to connect to (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``);
     None connects to ``RAY_ADDRESS`` when it is set and otherwise starts Ray on this machine. A
-    process that already called ``ray.init`` keeps its connection. ``workers``: the actors (at
-    most); None: one per GPU of the cluster, or on a CPU-only cluster its CPUs divided by the
-    thread count. The device type is the cluster's (CUDA when it has GPUs) unless
+    process that already called ``ray.init`` keeps its connection. ``workers``: the number of
+    actors (Ray waits until they fit); None: one per GPU of the cluster, or on a CPU-only
+    cluster its CPUs divided by the thread count. The device type is the cluster's (CUDA when it has GPUs) unless
     ``config.placement.device`` names one; the thread count of CPU actors is
     ``config.placement.threads``, by default this process's torch thread count (the one a single
     process here would use)."""
