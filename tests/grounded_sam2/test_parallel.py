@@ -113,3 +113,19 @@ def test_an_idle_worker_ends_when_its_parent_is_killed(tmp_path):
     if alive:
         os.kill(worker, signal.SIGKILL)
     assert not alive, "the worker outlived its parent"
+
+
+@pytest.mark.parametrize("command, options, message", [
+    ("label", ["--devices", "cpu:2", "--device", "cpu"], "--devices goes without --device and --ray"),
+    ("label", ["--devices", "cpu:2", "--ray"], "--devices goes without --device and --ray"),
+    ("label", ["--workers", "2"], "--workers is the number of Ray actors: it goes with --ray"),
+    ("label-video", ["--devices", "cpu:2", "--device", "cpu"], "give either --device or --devices, not both"),
+])
+def test_conflicting_scale_out_options_are_refused_before_anything_is_created(command, options, message, tmp_path,
+                                                                               capsys):
+    from grounded_sam2.cli import main
+
+    (tmp_path / "in").mkdir()
+    code = main([command, str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--ontology", "example", *options])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
