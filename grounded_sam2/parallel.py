@@ -123,13 +123,19 @@ def plan_run(config: PipelineConfig, source: InputFolder, output: Union[str, Pat
     extensions = [extension] if extension else list(IMAGE_EXTENSIONS)
     images = input_images(source, extensions)
     require_models(config.grounder, config.segmenter.sam2)
-    threads = config.placement.threads or (torch.get_num_threads() if device.type == "cpu" else None)
-    config = dataclasses.replace(config, placement=dataclasses.replace(config.placement, threads=threads))
+    config = with_fixed_threads(config, device)
     provenance = {"pipeline": config.describe(device), "batch_size": batch_size}
     writer = DatasetWriter(output, dataset, config.ontology.classes, provenance)
     done_before = {image.name for image in images if writer.is_done(image)}
     return RunPlan(config, source, extensions, output, dataset, provenance, writer, images,
                    batch_groups(images, batch_size), done_before)
+
+
+def with_fixed_threads(config: PipelineConfig, device: torch.device) -> PipelineConfig:
+    """``config`` with, for CPU workers, the thread count set: the one a single process here would
+    use unless it names one (the count is part of the configuration: every worker must use it)."""
+    threads = config.placement.threads or (torch.get_num_threads() if device.type == "cpu" else None)
+    return dataclasses.replace(config, placement=dataclasses.replace(config.placement, threads=threads))
 
 
 class ImageReport(NamedTuple):

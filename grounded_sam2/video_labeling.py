@@ -30,7 +30,7 @@ from .datasets.video_exports import AnnotatedVideoWriter, VideoJsonWriter
 from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
 from .errors import SettingsError
 from .labeling import check_output_folder
-from .parallel import MAX_RESTARTS, WorkerError, exit_with_parent, parse_devices
+from .parallel import MAX_RESTARTS, WorkerError, exit_with_parent, parse_devices, with_fixed_threads
 from .pipeline import Pipeline, quiet_model_loading, require_models
 from .video import TrackingSettings, VideoTracker
 
@@ -175,9 +175,7 @@ def label_videos(
 
     devices = parse_devices(devices)
     require_models(config.grounder, config.segmenter.sam2)
-    if torch.device(devices[0]).type == "cpu" and config.placement.threads is None:  # a single process's count
-        config = dataclasses.replace(config, placement=dataclasses.replace(config.placement,
-                                                                           threads=torch.get_num_threads()))
+    config = with_fixed_threads(config, torch.device(devices[0]))
     context = multiprocessing.get_context("spawn")
     summaries: Dict[int, VideoLabelSummary] = {}
     with tqdm(total=len(videos), unit="video", desc="videos", disable=not progress) as bar:
