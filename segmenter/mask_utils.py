@@ -119,10 +119,10 @@ def mask_to_rle(masks: torch.Tensor) -> List[Rle]:
     """BxHxW boolean masks -> uncompressed COCO RLEs (column-major runs, zeros first)."""
     b, h, w = masks.shape
     flat = masks.permute(0, 2, 1).flatten(1)
-    changes = (flat[:, 1:] ^ flat[:, :-1]).nonzero()
+    changes = (flat[:, 1:] ^ flat[:, :-1]).nonzero()  # sorted by mask
+    per_mask = torch.bincount(changes[:, 0], minlength=b).tolist()
     rles = []
-    for i in range(b):
-        idx = changes[changes[:, 0] == i, 1] + 1
+    for i, idx in enumerate(torch.split(changes[:, 1] + 1, per_mask)):
         bounds = torch.cat([idx.new_zeros(1), idx, idx.new_full((1,), h * w)])
         runs = (bounds[1:] - bounds[:-1]).tolist()
         rles.append({"size": [h, w], "counts": ([0] if flat[i, 0] else []) + runs})

@@ -38,8 +38,9 @@ drop them), also for masks with holes or several parts, whose RLE decodes exactl
 category ids conventionally start at 1, which is the caller's choice).
 """
 
+import heapq
 import operator
-from typing import List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -48,7 +49,9 @@ MASK_FORMATS = ("rle", "polygon")
 SCORE_DECIMALS = 4  # a COCO score is written rounded to this many decimals
 
 _MIN_POINTS = 3  # a polygon needs at least 3 vertices
-_CHUNK_ELEMENTS = 1 << 20  # vertex pairs per distance block when joining parts (bounds memory)
+_CHUNK_ELEMENTS = 1 << 20  # point-run pairs per block when joining parts (bounds memory)
+_RUN = 16  # consecutive contour vertices measured together when joining parts
+_BRUTE_FORCE_PAIRS = 1 << 14  # fewer point-vertex pairs than this are all measured
 
 
 def mask_to_polygon(mask: np.ndarray) -> Optional[np.ndarray]:
@@ -174,37 +177,156 @@ def _outer_contours(mask: np.ndarray) -> List[np.ndarray]:
 
 def _join_parts(parts: List[np.ndarray]) -> np.ndarray:
     """``parts[0]`` with every other part spliced in, nearest first, through a seam walked both ways:
-    ``..., anchor, entry, <rest of the part>, entry, anchor, ...``."""
+    ``..., anchor, entry, <rest of the part>, entry, anchor, ...``, at the anchor's first occurrence
+    in the polygon built so far.
+
+    Exact, and near-linear on fragmented masks (Prim's algorithm over the parts): every vertex of a
+    part not joined yet keeps its squared distance to the nearest joined vertex and that vertex.
+    Only the part joined last can bring a vertex closer, and only a vertex whose distance to that
+    part's bounding box is below its current distance; the other vertices are not looked at."""
     points = np.concatenate(parts)
-    starts = np.cumsum([0] + [len(part) for part in parts[:-1]])
-    # For every vertex of every part: squared distance to the nearest vertex of the polygon joined so
-    # far, and that vertex. Only the part joined last can bring a vertex closer.
+    lengths = np.array([len(part) for part in parts])
+    starts = np.concatenate([[0], np.cumsum(lengths[:-1])])
+    boxes = np.array([[*part.min(axis=0), *part.max(axis=0)] for part in parts])  # x1 y1 x2 y2
     distance = np.full(len(points), np.inf)
-    anchor = np.zeros_like(points)
+    anchor = np.zeros(len(points), dtype=np.int64)  # index into ``points`` of the nearest joined vertex
+    nearest = np.full(len(parts), np.inf)  # per part: the smallest ``distance`` of its vertices
+    farthest = np.full(len(parts), np.inf)  # and the largest
     pending = np.ones(len(parts), dtype=bool)
     pending[0] = False
-    joined = newest = parts[0]
+    queue: List[Tuple[float, int]] = []  # (part distance, part): on ties the lowest part comes first
+    entries = {0: 0}  # joined part -> the position of its entry vertex in the part
+    spliced: Dict[int, List[int]] = {}  # vertex (index into ``points``) -> parts entered from it, in order
+    newest = 0
     for _ in range(len(parts) - 1):
-        _update_nearest(newest, points, distance, anchor)
-        part_distance = np.where(pending, np.minimum.reduceat(distance, starts), np.inf)
-        i = int(np.argmin(part_distance))  # the first on ties
-        pending[i] = False
-        newest = parts[i]
-        own = slice(starts[i], starts[i] + len(newest))
-        entry = int(np.argmin(distance[own]))
-        at = int(np.flatnonzero((joined == anchor[own][entry]).all(axis=1))[0])
-        loop = np.roll(newest, -entry, axis=0)
-        joined = np.concatenate([joined[: at + 1], loop, loop[:1], joined[at:]])
-    return joined
+        box = boxes[newest]
+        near = np.flatnonzero(pending & (_box_gaps(boxes, box) < farthest))  # parts it may bring closer
+        if len(near):
+            vertices = np.concatenate([np.arange(starts[k], starts[k] + lengths[k]) for k in near])
+            candidates = vertices[_box_gaps(np.tile(points[vertices], 2), box) < distance[vertices]]
+            _update_nearest(int(starts[newest]), parts[newest], points, distance, anchor, candidates)
+            bounds = np.concatenate([[0], np.cumsum(lengths[near][:-1])])
+            nearest_now = np.minimum.reduceat(distance[vertices], bounds)
+            farthest[near] = np.maximum.reduceat(distance[vertices], bounds)
+            closer = nearest_now < nearest[near]
+            for k, d in zip(near[closer].tolist(), nearest_now[closer].tolist()):
+                heapq.heappush(queue, (d, k))
+            nearest[near] = nearest_now
+        while True:
+            part_distance, newest = heapq.heappop(queue)
+            if pending[newest] and part_distance == nearest[newest]:
+                break
+        pending[newest] = False
+        entry = int(np.argmin(distance[starts[newest] : starts[newest] + lengths[newest]]))  # the first on ties
+        entries[newest] = entry
+        spliced.setdefault(_first_occurrence(int(anchor[starts[newest] + entry]), points, entries, starts, lengths),
+                           []).append(newest)
+    return points[_polygon_order(entries, spliced, starts, lengths)]
 
 
-def _update_nearest(source: np.ndarray, points: np.ndarray, distance: np.ndarray, anchor: np.ndarray) -> None:
-    """Lower ``distance`` (squared) and move ``anchor`` in place where a vertex of ``source`` is strictly
-    closer to the point than its current anchor (so ties keep the earlier anchor)."""
-    step = max(1, _CHUNK_ELEMENTS // len(source))
-    for start in range(0, len(points), step):
-        block = ((points[start : start + step, None, :] - source[None, :, :]) ** 2).sum(axis=-1)
-        nearest = block.argmin(axis=1)
-        closer = np.flatnonzero(block[np.arange(len(block)), nearest] < distance[start : start + step])
-        distance[start + closer] = block[closer, nearest[closer]]
-        anchor[start + closer] = source[nearest[closer]]
+def _first_occurrence(vertex: int, points: np.ndarray, entries: Dict[int, int], starts: np.ndarray,
+                      lengths: np.ndarray) -> int:
+    """The vertex of the same part at the same place that its walk from its entry reaches first (a
+    contour passes twice through a one-pixel-wide neck): parts are spliced in there."""
+    part = int(np.searchsorted(starts, vertex, side="right")) - 1
+    walk = starts[part] + (entries[part] + np.arange(lengths[part])) % lengths[part]
+    return int(walk[np.flatnonzero((points[walk] == points[vertex]).all(axis=1))[0]])
+
+
+def _polygon_order(entries: Dict[int, int], spliced: Dict[int, List[int]], starts: np.ndarray,
+                   lengths: np.ndarray) -> np.ndarray:
+    """The joined polygon as indexes into the parts' concatenated vertices, from part 0. A part
+    entered from a vertex comes right after that vertex's first occurrence (where the vertex lies
+    in its own part's walk), so parts entered from one vertex later come first:
+    ``v, <last part entered from v>, its entry, v, ..., <first part entered from v>, its entry, v``."""
+    branching = np.zeros(int(starts[-1] + lengths[-1]), dtype=bool)
+    branching[list(spliced)] = True
+
+    def walk(part: int) -> Tuple[np.ndarray, Iterator[int]]:
+        """A part's vertices from its entry on, and the positions of those parts were entered from."""
+        vertices = starts[part] + (entries[part] + np.arange(lengths[part])) % lengths[part]
+        return vertices, iter(np.flatnonzero(branching[vertices]).tolist())
+
+    pieces: List[np.ndarray] = []
+    stack = [[*walk(0), 0, []]]  # per walk in progress: vertices, branches, emitted so far, parts to enter
+    while stack:
+        vertices, branches, emitted, to_enter = frame = stack[-1]
+        if to_enter:  # parts entered from the vertex just emitted, the last entered first
+            stack.append([*walk(to_enter.pop()), 0, []])
+            continue
+        branch = next(branches, None)
+        stop = len(vertices) if branch is None else branch + 1
+        pieces.append(vertices[emitted:stop])
+        frame[2] = stop
+        if branch is not None:
+            frame[3] = list(spliced[int(vertices[branch])])
+            continue
+        stack.pop()
+        if stack:  # back along the seam: the entry again, then the anchor again
+            parent_vertices, _, parent_emitted, _ = stack[-1]
+            pieces.append(np.array([vertices[0], parent_vertices[parent_emitted - 1]]))
+    return np.concatenate(pieces)
+
+
+def _box_gaps(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Squared distance between each of ``boxes`` (Nx4 x1 y1 x2 y2) and ``box``: a lower bound of
+    the squared distance between a point of one and a point of the other."""
+    dx = np.maximum(0, np.maximum(boxes[:, 0] - box[2], box[0] - boxes[:, 2]))
+    dy = np.maximum(0, np.maximum(boxes[:, 1] - box[3], box[1] - boxes[:, 3]))
+    return dx * dx + dy * dy
+
+
+def _update_nearest(offset: int, source: np.ndarray, points: np.ndarray, distance: np.ndarray,
+                    anchor: np.ndarray, indices: np.ndarray) -> None:
+    """For the points at ``indices``: lower ``distance`` (squared) and set ``anchor`` in place where a
+    vertex of ``source`` (the points from ``offset`` on) is strictly closer than the current anchor,
+    so ties keep the earlier anchor, and among equally near vertices of ``source`` the first.
+
+    Many points against a long contour (the first, largest part) are measured run by run:
+    ``source`` is cut into runs of consecutive vertices, which lie close together on a contour, and
+    a point is measured only against the runs whose bounding box is no farther than the nearer of
+    its current distance and its distance to the run with the nearest box."""
+    count = len(source)
+    if count * len(indices) <= _BRUTE_FORCE_PAIRS:
+        keys = _squared(points[indices][:, None, :], source[None]) * count + np.arange(count)
+        _lower(distance, anchor, indices, offset, keys.min(axis=1), count)
+        return
+    run_starts = np.arange(0, count, _RUN)
+    runs = np.concatenate([np.minimum.reduceat(source, run_starts), np.maximum.reduceat(source, run_starts)], axis=1)
+    padded = np.concatenate([source, np.repeat(source[-1:], len(run_starts) * _RUN - count, axis=0)])
+    by_run = padded.reshape(-1, _RUN, 2)
+    vertex_of = np.arange(len(padded)).reshape(-1, _RUN)
+    step = max(1, _CHUNK_ELEMENTS // (len(run_starts) + _RUN))
+    for start in range(0, len(indices), step):
+        at = indices[start : start + step]
+        xy = points[at]
+        gaps = _point_box_gaps(xy, runs)
+        bound = np.minimum(distance[at], _squared(xy[:, None, :], by_run[gaps.argmin(axis=1)]).min(axis=1))
+        point, run = np.nonzero(gaps <= bound[:, None])  # sorted by point
+        keys = _squared(xy[point][:, None, :], by_run[run]) * count + vertex_of[run]
+        first = np.flatnonzero(np.diff(point, prepend=-1))  # each point's first pair
+        # padding repeats the last vertex: its key is never below the last vertex's own
+        _lower(distance, anchor, at[point[first]], offset, np.minimum.reduceat(keys.min(axis=1), first), count)
+
+
+def _squared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared distances between broadcast (..., 2) integer points."""
+    dx = a[..., 0] - b[..., 0]
+    dy = a[..., 1] - b[..., 1]
+    return dx * dx + dy * dy
+
+
+def _lower(distance: np.ndarray, anchor: np.ndarray, at: np.ndarray, offset: int, keys: np.ndarray,
+           count: int) -> None:
+    """Apply per-point ``keys`` (squared distance x ``count`` + source vertex) where strictly closer."""
+    best, nearest = np.divmod(keys, count)
+    closer = best < distance[at]
+    distance[at[closer]] = best[closer]
+    anchor[at[closer]] = offset + nearest[closer]
+
+
+def _point_box_gaps(xy: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """NxM squared distances between N points (x, y) and M boxes (x1 y1 x2 y2)."""
+    dx = np.maximum(0, np.maximum(boxes[None, :, 0] - xy[:, None, 0], xy[:, None, 0] - boxes[None, :, 2]))
+    dy = np.maximum(0, np.maximum(boxes[None, :, 1] - xy[:, None, 1], xy[:, None, 1] - boxes[None, :, 3]))
+    return dx * dx + dy * dy

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from grounded_sam2.datasets.formats import coco_annotation, mask_to_polygon, yolo_detection_row, yolo_segmentation_row
+from grounded_sam2.datasets.formats import (
+    _outer_contours,
+    coco_annotation,
+    mask_to_polygon,
+    yolo_detection_row,
+    yolo_segmentation_row,
+)
 
 from meta_reference import has_ultralytics, reference_env
 
@@ -145,6 +151,61 @@ def test_parts_are_joined_largest_first_by_zero_width_seams():
     assert mask_to_polygon(small | large).astype(int).tolist() == [
         [30, 10], [9, 9], [9, 5], [5, 5], [5, 9], [9, 9], [30, 10], [30, 29], [49, 29], [49, 10],
     ]  # fmt: skip
+
+
+def documented_join(parts):
+    """The module docstring's joining order by its plain definition, in quadratic time: after each
+    join, every vertex of a part not joined yet measures its squared distance to every vertex of the
+    polygon so far; the nearest part (the first on ties) is entered at its nearest vertex (the first
+    on ties) from the first occurrence of the polygon's nearest vertex (the earliest joined of equally
+    near ones, the first of a part's equally near vertices)."""
+    joined, order, pending = parts[0], [parts[0]], list(range(1, len(parts)))
+    while pending:
+        best = None
+        sources = np.concatenate(order)  # in join order: argmin's first hit is the earliest joined
+        for i in pending:
+            squared = ((parts[i][:, None, :] - sources[None, :, :]) ** 2).sum(axis=-1)
+            nearest = squared.argmin(axis=1)
+            position = int(squared[np.arange(len(nearest)), nearest].argmin())
+            distance = int(squared[position, nearest[position]])
+            if best is None or distance < best[0]:
+                best = (distance, i, position, sources[nearest[position]])
+        _, i, position, anchor = best
+        at = int(np.flatnonzero((joined == anchor).all(axis=1))[0])
+        loop = np.roll(parts[i], -position, axis=0)
+        joined = np.concatenate([joined[: at + 1], loop, loop[:1], joined[at:]])
+        order.append(parts[i])
+        pending.remove(i)
+    return joined
+
+
+def fragmented_mask(seed, sigma, fraction_off, shape=(96, 128)):
+    """Thresholded smoothed noise: dozens of parts, one-pixel necks, equal distances (what random
+    SAM 2 weights give, at a size the quadratic reference can check)."""
+    noise = cv2.GaussianBlur(np.random.default_rng(seed).random(shape), (0, 0), sigma)
+    return noise > np.quantile(noise, fraction_off)
+
+
+@pytest.mark.parametrize("seed, sigma, fraction_off", [
+    (0, 1.5, 0.6), (1, 1.5, 0.6), (2, 1.5, 0.6),
+    (5, 1.0, 0.6),  # a part is entered from a neck vertex that its contour passes twice
+], ids=str)
+def test_parts_are_joined_in_the_documented_order_on_fragmented_masks(seed, sigma, fraction_off):
+    mask = fragmented_mask(seed, sigma, fraction_off)
+    parts = _outer_contours(mask)
+    assert len(parts) > 20
+    np.testing.assert_array_equal(mask_to_polygon(mask), documented_join(parts).astype(np.float32))
+
+
+def test_parts_join_in_the_documented_order_when_vertices_are_equally_near():
+    # parts on a lattice: every gap is the same, so every choice is made by a tie rule
+    mask = np.zeros((40, 40), dtype=bool)
+    for r in range(2, 38, 6):
+        for c in range(2, 38, 6):
+            mask[r : r + 3, c : c + 3] = True
+    mask[20, 8:14] = True  # a one-pixel-wide neck: its contour passes the same pixels twice
+    parts = _outer_contours(mask)
+    np.testing.assert_array_equal(mask_to_polygon(mask), documented_join(parts).astype(np.float32))
 
 
 @pytest.mark.parametrize("mask", [np.zeros(5, dtype=bool), np.zeros((2, 5, 5), dtype=bool)], ids=["1-D", "3-D"])
