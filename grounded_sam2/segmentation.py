@@ -18,6 +18,7 @@ from segmenter.device import resolve_device
 from .detections import empty_detections, make_detections, masks_to_xyxy
 
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
+PROMPTS_PER_DECODE = 64  # boxes (of all the images of a batch) per mask-decoder call: bounds its memory
 SAM2Source = Union[str, Path, SAM2Model]
 
 
@@ -76,8 +77,8 @@ def given_box_requests(xyxy, class_ids, classes: Sequence[str]) -> List[BoxReque
 
 
 class Segmenter:
-    """SAM 2 for boxes: the images of a call are encoded in one pass and every box of an image
-    is decoded in one mask-decoder call (single-mask output)."""
+    """SAM 2 for boxes: the images of a call are encoded in one pass and their boxes decoded
+    together, across images (single-mask output)."""
 
     def __init__(self, config: SegmenterConfig = SegmenterConfig(), device=None, bf16: bool = True) -> None:
         """
@@ -103,25 +104,40 @@ class Segmenter:
     @torch.no_grad()
     def segment(self, images: List[np.ndarray], requests: List[List[BoxRequest]]) -> List[sv.Detections]:
         """Detections for RGB uint8 images and their boxes (see :mod:`grounded_sam2.detections`):
-        confidence = box confidence x SAM 2's predicted IoU, both factors kept in ``data``."""
+        confidence = box confidence x SAM 2's predicted IoU, both factors kept in ``data``. The
+        boxes of all the images are decoded together, :data:`PROMPTS_PER_DECODE` per mask-decoder
+        call."""
         self.predictor.set_image_batch(images)
-        results = []
-        for i, (image, boxes) in enumerate(zip(images, requests)):
-            h, w = image.shape[:2]
-            if not boxes:
-                results.append(empty_detections(h, w))
-                continue
-            xyxy = np.array([b.xyxy for b in boxes], np.float32)
-            masks, iou, _ = self.predictor.predict_torch(
-                boxes=torch.from_numpy(xyxy), multimask_output=False, img_idx=i
+        flat = [(i, box) for i, boxes in enumerate(requests) for box in boxes]
+        masks: List[List[np.ndarray]] = [[] for _ in images]
+        ious: List[List[np.ndarray]] = [[] for _ in images]
+        for start in range(0, len(flat), PROMPTS_PER_DECODE):
+            chunk = flat[start : start + PROMPTS_PER_DECODE]
+            image_ids = torch.tensor([i for i, _ in chunk])
+            per_image, iou, _ = self.predictor.predict_torch(
+                boxes=torch.from_numpy(np.array([box.xyxy for _, box in chunk], np.float32)),
+                multimask_output=False, img_idx=image_ids,
             )
-            masks = masks[:, 0].cpu().numpy()
-            results.append(make_detections(
-                masks, [b.class_id for b in boxes], [b.class_name for b in boxes], [b.prompt for b in boxes],
-                grounding_confidence=[b.confidence for b in boxes], sam_iou=iou[:, 0].float().cpu().numpy(),
-                xyxy=masks_to_xyxy(masks, fallback=xyxy) if self.config.tighten_boxes else xyxy,
-            ))
-        return results
+            iou = iou[:, 0].float().cpu().numpy()
+            for i, image_masks in enumerate(per_image):
+                if len(image_masks):
+                    masks[i].append(image_masks[:, 0].cpu().numpy())
+                    ious[i].append(iou[(image_ids == i).numpy()])
+        return [self._detections(image, boxes, image_masks, image_ious)
+                for image, boxes, image_masks, image_ious in zip(images, requests, masks, ious)]
+
+    def _detections(self, image: np.ndarray, boxes: List[BoxRequest], masks: List[np.ndarray],
+                    ious: List[np.ndarray]) -> sv.Detections:
+        """One image's detections from its decoded masks (pieces in box order)."""
+        if not boxes:
+            return empty_detections(*image.shape[:2])
+        masks = np.concatenate(masks)
+        xyxy = np.array([b.xyxy for b in boxes], np.float32)
+        return make_detections(
+            masks, [b.class_id for b in boxes], [b.class_name for b in boxes], [b.prompt for b in boxes],
+            grounding_confidence=[b.confidence for b in boxes], sam_iou=np.concatenate(ious),
+            xyxy=masks_to_xyxy(masks, fallback=xyxy) if self.config.tighten_boxes else xyxy,
+        )
 
     def video_predictor(self) -> SAM2VideoPredictor:
         """A video predictor over this model (same weights, device and precision)."""
