@@ -15,10 +15,11 @@ are the three datasets built on them.
 import dataclasses
 import inspect
 import traceback
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import supervision as sv
@@ -37,6 +38,10 @@ from .segmentation import Segmenter, SegmenterConfig, automatic_detections, give
 # predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
 PredictFn = Callable[[List[np.ndarray], List[SourceImage]], List[sv.Detections]]
 DEFAULT_BATCH_SIZE = 4  # images per predict call
+LOADER_THREADS = 2  # threads reading and decoding images ahead of the models
+EXPORT_THREADS = 2  # threads writing results behind them
+LOAD_AHEAD_GROUPS = 2  # groups read ahead of the one being predicted
+EXPORT_BEHIND_GROUPS = 2  # groups of results waiting to be written before the models wait
 STOP_AFTER_SAME_FAILURES = 3  # predictions in a row failing the same way stop the run
 InputFolder = Union[str, Path, Sequence[Union[str, Path]]]
 
@@ -142,6 +147,8 @@ def label_images(
     predict: PredictFn,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    loader_threads: int = LOADER_THREADS,
+    export_threads: int = EXPORT_THREADS,
 ) -> LabelSummary:
     """Label ``images`` into ``writer``'s dataset, committing each result as soon as it exists,
     then finalize the dataset.
@@ -152,6 +159,14 @@ def label_images(
     uninterrupted run, and a resumed dataset is the uninterrupted one bit for bit (batch
     composition changes the last digits of the models' outputs).
 
+    The stages overlap: ``loader_threads`` threads read and decode the next
+    :data:`LOAD_AHEAD_GROUPS` groups while the models predict one, and ``export_threads`` threads
+    write the results (polygons, RLE, files) of at most :data:`EXPORT_BEHIND_GROUPS` groups while
+    the next is predicted; so at most ``batch_size x (LOAD_AHEAD_GROUPS + EXPORT_BEHIND_GROUPS + 1)``
+    images are in memory. Each image's files are its own and written whole, so the dataset is the
+    one a serial loop writes, byte for byte; on an error or Ctrl-C, loading stops and what was
+    predicted is still written.
+
     Stops, raising the error, when :data:`STOP_AFTER_SAME_FAILURES` predictions in a row fail the
     same way (same error type, raised at the same place): that is a systematic problem, not a bad
     input."""
@@ -161,23 +176,39 @@ def label_images(
     summary = LabelSummary(writer.output, images=len(images))
     todo = [image for image in images if not writer.is_done(image)]
     summary.already_done = len(images) - len(todo)
+    groups = [group for group in batch_groups(images, batch_size) if not all(writer.is_done(i) for i in group)]
     failures: List[BaseException] = []
-    with tqdm(total=len(todo), unit="img", desc="labeling", disable=not progress) as bar:
-        for group in batch_groups(images, batch_size):
-            if all(writer.is_done(image) for image in group):
-                continue
-            for result in label_batch(group, predict):
-                if writer.is_done(result.source):  # finished by an earlier run
-                    continue
-                writer.commit(result)
+    loading: Deque[List[Future]] = deque()
+    exporting: Deque[Future] = deque()
+    with tqdm(total=len(todo), unit="img", desc="labeling", disable=not progress) as bar, \
+            ThreadPoolExecutor(loader_threads, "grounded-sam2-load") as loaders, \
+            ThreadPoolExecutor(export_threads, "grounded-sam2-export") as exporters:
+        try:
+            for k in range(len(groups)):
+                for ahead in groups[k + len(loading) : k + 1 + LOAD_AHEAD_GROUPS]:
+                    loading.append([loaders.submit(load_image, source) for source in ahead])
+                results = [future.result() for future in loading.popleft()]
+                _predict_into([r for r in results if r.rgb is not None], predict)
+                for result in results:
+                    if writer.is_done(result.source):  # finished by an earlier run
+                        continue
+                    exporting.append(exporters.submit(writer.commit, result))
+                    if result.detections is not None:
+                        summary.labeled += 1
+                        failures = []
+                        continue
+                    summary.skipped.append((result.source.path, result.skip_reason))
+                    if result.error is not None:
+                        failures = _repeated(failures, result.error)
+                while len(exporting) > EXPORT_BEHIND_GROUPS * batch_size:
+                    exporting.popleft().result()  # raises what writing raised
+                    bar.update(1)
+            while exporting:
+                exporting.popleft().result()
                 bar.update(1)
-                if result.detections is not None:
-                    summary.labeled += 1
-                    failures = []
-                    continue
-                summary.skipped.append((result.source.path, result.skip_reason))
-                if result.error is not None:
-                    failures = _repeated(failures, result.error)
+        finally:  # on an error, what was predicted is still written whole
+            loaders.shutdown(cancel_futures=True)
+            wait(exporting)
     counts: Counter = writer.finalize()
     summary.objects_per_class = {name: counts.get(name, 0) for name in writer.classes}
     return summary

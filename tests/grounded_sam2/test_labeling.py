@@ -17,13 +17,13 @@ import torch
 import yaml
 from PIL import Image
 
-from grounded_sam2 import GroundedSAM2
+from grounded_sam2 import GroundedSAM2, labeling
 from grounded_sam2.datasets.sources import SourceImage, find_images
 from grounded_sam2.datasets.writer import DatasetConfig, DatasetError, DatasetWriter, ImageResult
-from grounded_sam2.detections import empty_detections
+from grounded_sam2.detections import empty_detections, make_detections, masks_to_xyxy
 from grounded_sam2.errors import InputNotFoundError, SettingsError
 from grounded_sam2.grounding import GROUNDERS
-from grounded_sam2.labeling import STOP_AFTER_SAME_FAILURES, batch_groups, label_batch, label_images
+from grounded_sam2.labeling import STOP_AFTER_SAME_FAILURES, batch_groups, input_images, label_batch, label_images
 from grounded_sam2.tiny_models import make_tiny_models
 
 from dataset_files import normalized_dataset
@@ -486,11 +486,10 @@ def test_a_run_interrupted_inside_a_batch_resumes_to_the_uninterrupted_dataset(m
     write_pictures(tmp_path / "in", [40 + 4 * i for i in range(8)])
     model.label(tmp_path / "in", output_folder=tmp_path / "whole", format="coco", batch_size=3, progress=False)
 
-    commit, calls = DatasetWriter.commit, []
+    commit, names = DatasetWriter.commit, [image.name for image in input_images(tmp_path / "in")]
 
-    def interrupted(self, result):
-        calls.append(result.source.name)
-        if len(calls) == 5:  # group 0 written, group 1 one image in
+    def interrupted(self, result):  # the process dies with group 0 written and group 1 one image in
+        if result.source.name in names[4:]:
             raise KeyboardInterrupt
         return commit(self, result)
 
@@ -519,3 +518,56 @@ def test_the_cpu_thread_count_is_part_of_the_configuration(tiny_florence, small_
             other.label(tmp_path / "in", output_folder=tmp_path / "out", progress=False)
     finally:
         torch.set_num_threads(threads)
+
+
+def fragmented_detections(arrays, sources):
+    """Masks from the pixels (deterministic, many parts: polygon joining and RLE do real work);
+    an image 33 pixels wide breaks the model."""
+    if any(a.shape[1] == 33 for a in arrays):
+        raise ValueError("this image breaks the model")
+    results = []
+    for a in arrays:
+        masks = np.stack([a[..., c] > 128 for c in range(3)])
+        results.append(make_detections(masks, [0, 0, 0], ["dog"] * 3, ["dog"] * 3, grounding_confidence=[0.9] * 3,
+                                       sam_iou=[0.5, 0.6, 0.7], xyxy=masks_to_xyxy(masks, fallback=np.zeros((3, 4)))))
+    return results
+
+
+@pytest.mark.parametrize("dataset_format", ["yolo", "coco"])
+def test_the_overlapped_loop_writes_the_serial_loops_dataset_byte_for_byte(tmp_path, monkeypatch, dataset_format):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, w in enumerate([40, 33, 50, 60, 45, 70, 38]):
+        pixels = cv2.GaussianBlur(rng.integers(0, 256, (30, w, 3), np.uint8), (5, 5), 0)
+        cv2.imwrite(str(folder / f"{i:02d}.png"), pixels)
+    (folder / "07.png").write_bytes(b"broken")
+    sources = find_images(folder)
+
+    def run(name, **threads):
+        writer = DatasetWriter(tmp_path / name, DatasetConfig(format=dataset_format), ("dog",), {"pipeline": "test"})
+        return label_images(sources, writer, fragmented_detections, batch_size=2, progress=False, **threads)
+
+    overlapped = run("overlapped", loader_threads=3, export_threads=3)
+    monkeypatch.setattr(labeling, "LOAD_AHEAD_GROUPS", 0)
+    monkeypatch.setattr(labeling, "EXPORT_BEHIND_GROUPS", 0)
+    serial = run("serial", loader_threads=1, export_threads=1)  # each stage waits for the one before
+    assert (overlapped.labeled, len(overlapped.skipped)) == (serial.labeled, len(serial.skipped)) == (6, 2)
+    assert overlapped.objects_per_class == serial.objects_per_class
+    assert normalized_dataset(tmp_path / "overlapped") == normalized_dataset(tmp_path / "serial")
+
+
+def test_an_error_while_writing_stops_the_run_with_what_was_predicted_before_written(tmp_path, monkeypatch):
+    sources = write_pictures(tmp_path / "in", [30 + i for i in range(8) if i != 3])
+    commit = DatasetWriter.commit
+
+    def full_disk(self, result):
+        if result.source.name == sources[4].name:
+            raise OSError(28, "No space left on device")
+        return commit(self, result)
+
+    monkeypatch.setattr(DatasetWriter, "commit", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        label_images(sources, writer_for(tmp_path / "out"), no_objects, batch_size=2, progress=False)
+    written = {p.stem for p in (tmp_path / "out").glob("*/labels/*.txt")}
+    assert {s.name for s in sources[:4]} <= written and sources[4].name not in written
