@@ -14,6 +14,7 @@ are the three datasets built on them.
 
 import dataclasses
 import inspect
+import sys
 import traceback
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -44,6 +45,8 @@ LOAD_AHEAD_GROUPS = 2  # groups read ahead of the one being predicted
 EXPORT_BEHIND_GROUPS = 2  # groups of results waiting to be written before the models wait
 STOP_AFTER_SAME_FAILURES = 3  # predictions in a row failing the same way stop the run
 InputFolder = Union[str, Path, Sequence[Union[str, Path]]]
+MEMORY_SPLIT_NOTE = ("{} batch(es) did not fit in memory and were labeled in halves; their labels can differ in the "
+                     "last digits from whole batches': lower --batch-size to keep batches whole")
 
 
 @dataclass
@@ -58,6 +61,7 @@ class LabelSummary:
     skipped: List[Tuple[Path, str]] = field(default_factory=list)  # by this run
     objects_per_class: Dict[str, int] = field(default_factory=dict)
     hint: str = ""  # what to change when the dataset came out empty
+    memory_splits: int = 0  # batches split in two because they did not fit in memory
 
     def __str__(self) -> str:
         lines = [
@@ -70,6 +74,8 @@ class LabelSummary:
             lines.append(f"  ... {len(self.skipped) - 20} more in {self.output / 'skipped.txt'}")
         objects = ", ".join(f"{name} {count}" for name, count in self.objects_per_class.items()) or "none"
         lines.append(f"objects per class: {objects}")
+        if self.memory_splits:
+            lines.append(f"note: {MEMORY_SPLIT_NOTE.format(self.memory_splits)}")
         if self.hint:
             lines.append(f"note: {self.hint}")
         return "\n".join(lines)
@@ -106,22 +112,27 @@ def label_batch(sources: Sequence[SourceImage], predict: PredictFn) -> List[Imag
     return results
 
 
-def _predict_into(loaded: List[ImageResult], predict: PredictFn) -> None:
+def _predict_into(loaded: List[ImageResult], predict: PredictFn) -> int:
+    """Predict ``loaded`` together into its results; returns how many times a batch was split
+    because it did not fit in memory. Out of memory, a batch is split in two and each half
+    predicted (split again while needed); any other error, its images are predicted one by one,
+    so that only the image that fails is skipped."""
     if not loaded:
-        return
+        return 0
     try:
         for result, detections in zip(loaded, predict([r.rgb for r in loaded], [r.source for r in loaded])):
             result.detections = detections
-        return
+        return 0
     except Exception as e:
         if len(loaded) == 1:
             loaded[0].skip_reason = f"labeling failed: {traceback.format_exception_only(type(e), e)[-1].strip()}"
             loaded[0].error = e
-            return
+            return 0
         if is_out_of_memory(e):
             _free_device_memory()
-    for result in loaded:
-        _predict_into([result], predict)
+            half = (len(loaded) + 1) // 2
+            return 1 + _predict_into(loaded[:half], predict) + _predict_into(loaded[half:], predict)
+    return sum(_predict_into([result], predict) for result in loaded)
 
 
 def _free_device_memory() -> None:
@@ -188,7 +199,10 @@ def label_images(
                 for ahead in groups[k + len(loading) : k + 1 + LOAD_AHEAD_GROUPS]:
                     loading.append([loaders.submit(load_image, source) for source in ahead])
                 results = [future.result() for future in loading.popleft()]
-                _predict_into([r for r in results if r.rgb is not None], predict)
+                splits = _predict_into([r for r in results if r.rgb is not None], predict)
+                if splits and not summary.memory_splits:  # said once, and again in the summary
+                    bar.write(f"grounded-sam2: {MEMORY_SPLIT_NOTE.format('some')}", file=sys.stderr)
+                summary.memory_splits += splits
                 for result in results:
                     if writer.is_done(result.source):  # finished by an earlier run
                         continue

@@ -571,3 +571,20 @@ def test_an_error_while_writing_stops_the_run_with_what_was_predicted_before_wri
         label_images(sources, writer_for(tmp_path / "out"), no_objects, batch_size=2, progress=False)
     written = {p.stem for p in (tmp_path / "out").glob("*/labels/*.txt")}
     assert {s.name for s in sources[:4]} <= written and sources[4].name not in written
+
+
+def test_a_batch_that_does_not_fit_in_memory_is_split_in_halves_and_reported(tmp_path, capsys):
+    sources = write_pictures(tmp_path / "in", [30 + i for i in range(7)])
+    calls = []
+
+    def small_device(arrays, sources):
+        calls.append(len(arrays))
+        if len(arrays) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return no_objects(arrays, sources)
+
+    summary = label_images(sources, writer_for(tmp_path / "out"), small_device, batch_size=5, progress=True)
+    assert calls == [5, 3, 2, 1, 2, 2], "group 0: 5 -> 3 (-> 2 + 1) + 2; group 1 (2 images) fits"
+    assert summary.labeled == 7 and not summary.skipped and summary.memory_splits == 2
+    assert "2 batch(es) did not fit in memory and were labeled in halves" in str(summary)
+    assert capsys.readouterr().err.count("did not fit in memory") == 1, "said once while running"
