@@ -46,6 +46,8 @@ import collections.abc
 import operator
 import os
 import re
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
@@ -59,6 +61,7 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CACHED_FRAMES = 4  # model inputs kept by VideoFrames
+PREFETCH_FRAMES = 2  # frames VideoFrames reads and resizes ahead, in a background thread
 MAX_READ_AHEAD = 32  # VideoFrames.original on video files: frames read forward rather than seeking
 
 VideoInput = Union[str, os.PathLike, Sequence[np.ndarray]]
@@ -306,6 +309,9 @@ class VideoFrames(collections.abc.Sequence):
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device)[:, None, None]
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device)[:, None, None]
         self._cache: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
+        self._reading: Dict[int, Future] = {}  # frame -> its resized pixels being read ahead
+        self._reader: Optional[ThreadPoolExecutor] = None
+        self._last = -1  # the frame last read
 
     def __len__(self) -> int:
         return len(self.names)
@@ -321,7 +327,10 @@ class VideoFrames(collections.abc.Sequence):
         if position in self._cache:
             self._cache.move_to_end(position)
             return self._cache[position]
-        pixels = torch.from_numpy(self._source.resized(position)).to(self.device).permute(2, 0, 1).contiguous()
+        pending = self._reading.pop(position, None)
+        resized = pending.result() if pending is not None else self._source.resized(position)
+        self._read_ahead(position)
+        pixels = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).contiguous()
         # float32 uint8/255 equals Meta's float64 uint8/255 rounded to float32, for all 256 values
         image = pixels.float() / 255.0
         image -= self._mean
@@ -333,6 +342,23 @@ class VideoFrames(collections.abc.Sequence):
 
     def original(self, index: int) -> np.ndarray:
         return self._source.original(self._index(index))
+
+    def _read_ahead(self, position: int) -> None:
+        """Start reading and resizing the next PREFETCH_FRAMES frames in the direction of travel
+        (a background thread; the tracker goes on meanwhile); frames outside that window are
+        forgotten."""
+        step = -1 if position < self._last else 1
+        self._last = position
+        ahead = range(position + step, position + step * (PREFETCH_FRAMES + 1), step)
+        window = [i for i in ahead if 0 <= i < len(self)]
+        for stale in set(self._reading) - set(window):
+            self._reading.pop(stale).cancel()
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(1, "video-frames")
+            weakref.finalize(self, self._reader.shutdown, wait=False, cancel_futures=True)
+        for i in window:
+            if i not in self._reading and i not in self._cache:
+                self._reading[i] = self._reader.submit(self._source.resized, i)
 
 
 def load_video_frames(

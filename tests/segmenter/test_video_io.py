@@ -1,5 +1,6 @@
 """load_video_frames: frame folders (parity with Meta's loader), video files, arrays, and errors."""
 
+import threading
 from pathlib import Path
 from typing import Callable, List
 
@@ -260,6 +261,28 @@ def test_indexing_and_cache(jpeg_folder):
             frames.original(bad)
     with pytest.raises(TypeError):
         frames[1:3]
+
+
+@pytest.mark.parametrize("order", ["forward", "backward", "jumping"])
+def test_frames_read_ahead_in_the_background_are_the_frames(jpeg_folder, monkeypatch, order):
+    visits = {"forward": list(range(COUNT)), "backward": list(range(COUNT))[::-1],
+              "jumping": [0, 1, COUNT - 1, 2, 3, 1]}[order]
+    frames = load_video_frames(jpeg_folder, 64)
+    reads = []
+    resized = frames._source.resized
+    monkeypatch.setattr(frames._source, "resized", lambda i: reads.append((i, threading.current_thread().name))
+                        or resized(i))
+    got = [frames[i].clone() for i in visits]
+    monkeypatch.setattr(video_io, "PREFETCH_FRAMES", 0)
+    plain = load_video_frames(jpeg_folder, 64)
+    for i, tensor in zip(visits, got):
+        assert torch.equal(tensor, plain[i])
+    background = {i for i, thread in reads if thread != threading.main_thread().name}
+    if order == "forward":
+        assert background == set(range(1, COUNT)), "every frame after the first was read ahead"
+    if order == "backward":
+        # the direction is known from the second frame visited on
+        assert background == set(range(COUNT - 2)), "going backwards, the frames before are read ahead"
 
 
 DEVICE_CASES = [(False, "cpu", "cpu"), (True, "cpu", "cpu"), (True, "meta", "cpu"), (False, "meta", "meta")]
