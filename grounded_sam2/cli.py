@@ -29,7 +29,7 @@ Exit codes: 0 done, 1 some inputs skipped, 2 error (nothing labeled), 130 interr
 # option destinations, by what they configure
 PIPELINE_OPTIONS = ("grounder", "florence", "strategy", "num_beams", "box_threshold", "text_threshold",
                     "min_confidence", "nms_threshold", "class_agnostic_nms", "min_box_area", "sam2", "tighten_boxes",
-                    "device", "threads")
+                    "device", "threads", "compile")
 DATASET_OPTIONS = ("format", "split", "seed", "coco_mask_format")
 TRACKING_OPTIONS = ("every", "match_iou", "max_missed_keyframes")
 GENERATOR_OPTIONS = ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh",
@@ -82,6 +82,8 @@ def _add_model_options(parser: argparse.ArgumentParser, boxes: bool = True) -> N
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: best available)")
     parser.add_argument("--threads", type=int, help="torch threads on a CPU; part of the configuration, since it "
                                                     "changes results in their last digits (default: torch's)")
+    _flag(parser, "--compile", "torch.compile SAM 2's image encoder and mask decoder and Florence-2's image features: "
+                               "faster on a GPU after slow first batches; results change in their last digits")
     if boxes:
         parser.add_argument("--batch-size", type=int, help=f"images per batch (default: {DEFAULT_BATCH_SIZE})")
         _flag(parser, "--tighten-boxes", "replace boxes by their masks' bounding boxes")
@@ -298,7 +300,7 @@ def _segmenter_config(args):
 def _placement(args):
     from .config import DeviceConfig
 
-    return DeviceConfig(**given(args, ("device", "threads")))
+    return DeviceConfig(**given(args, ("device", "threads", "compile")))
 
 
 def _segment_boxes(args):

@@ -20,7 +20,7 @@ only here (:meth:`PipelineConfig.from_options`):
 - the filters: ``min_confidence``, ``nms_threshold`` (None: off), ``class_agnostic_nms``,
   ``min_box_area``;
 - the segmenter: ``sam2``, ``tighten_boxes``;
-- ``device``, ``bf16`` and ``threads``.
+- ``device``, ``bf16``, ``threads`` and ``compile``.
 """
 
 import dataclasses
@@ -49,6 +49,7 @@ class DeviceConfig:
     device: Optional[str] = None  # cpu, cuda, cuda:1, mps; None: the best available
     bf16: bool = True  # bfloat16 on CUDA for every model (ignored elsewhere)
     threads: Optional[int] = None  # torch threads on a CPU; None: torch's default for this machine
+    compile: bool = False  # torch.compile the models' heavy functions (grounded_sam2.speed)
 
     def __post_init__(self) -> None:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
@@ -62,9 +63,11 @@ class DeviceConfig:
         return device
 
     def describe(self, device: torch.device) -> Dict[str, Any]:
-        """What a manifest records: the device type, bf16 and, on a CPU, the thread count in use."""
+        """What a manifest records: the device type, bf16, on a CPU the thread count in use, and
+        ``compile`` when it is on (so that datasets made without it keep their manifest)."""
         threads = (self.threads or torch.get_num_threads()) if device.type == "cpu" else None
-        return {"device": device.type, "bf16": self.bf16, "threads": threads}
+        compiled = {"compile": True} if self.compile else {}
+        return {"device": device.type, "bf16": self.bf16, "threads": threads, **compiled}
 
 
 def pick_fields(options: Dict[str, Any], config_class: type) -> Dict[str, Any]:

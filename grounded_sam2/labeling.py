@@ -35,6 +35,7 @@ from .errors import InputNotFoundError, SettingsError, is_out_of_memory
 from .images import is_stored_rotated, to_rgb_uint8
 from .pipeline import Pipeline
 from .segmentation import Segmenter, SegmenterConfig, automatic_detections, given_box_requests
+from .speed import compile_models
 
 # predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
 PredictFn = Callable[[List[np.ndarray], List[SourceImage]], List[sv.Detections]]
@@ -316,6 +317,8 @@ def segment_box_dataset(
         raise InputNotFoundError(f"the dataset {source} holds no images")
     device = placement.resolve()
     model = Segmenter(segmenter, device, placement.bf16)
+    if placement.compile:
+        compile_models(model.model)
     provenance = {"source": str(Path(source).resolve()), "segmenter": model.describe(),
                   "placement": placement.describe(device), "batch_size": batch_size}
     writer = DatasetWriter(Path(output), dataclasses.replace(dataset, split=None), boxes.classes, provenance,
@@ -348,6 +351,8 @@ def segment_everything(
     options = dict(generator_options or {})
     device = placement.resolve()
     model = Segmenter(segmenter, device, placement.bf16)
+    if placement.compile:
+        compile_models(model.model)
     generator = model.mask_generator(**options)
     provenance = {"segmenter": model.describe(), "placement": placement.describe(device),
                   "generator": {**generator_defaults(), **options}}

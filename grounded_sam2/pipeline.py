@@ -20,6 +20,7 @@ from .grounding import Grounder, GrounderConfig, build_grounder
 from .grounding.loading import missing_checkpoint as missing_grounder
 from .ontology import Ontology
 from .segmentation import BoxRequest, Segmenter, given_box_requests
+from .speed import compile_models
 
 
 class Pipeline:
@@ -37,6 +38,8 @@ class Pipeline:
         self.grounder = grounder if grounder is not None else build_grounder(config.grounder, self.device, bf16)
         self.grounder.check_prompts(config.ontology.prompts)  # before the first image
         self.segmenter = segmenter if segmenter is not None else Segmenter(config.segmenter, self.device, bf16)
+        if config.placement.compile:
+            compile_models(self.segmenter.model, self.grounder)
 
     @property
     def ontology(self) -> Ontology:

@@ -1,0 +1,31 @@
+"""Speed switches that change numbers in their last digits, each off by default and named in a
+dataset's manifest when on.
+
+``compile`` (``--compile``): ``torch.compile`` of the functions that carry the work, compiled
+from outside the parity-tested modules (the modules themselves are untouched): SAM 2's image
+encoder and mask decoder ``forward``, and Florence-2's image features (its vision tower and
+projection). Other grounders are left as they are. The first batches are slow (compilation, and a
+recompilation when a new number of boxes first appears); worth it on a GPU for long runs.
+"""
+
+from typing import Any, Callable, Optional
+
+import torch
+
+COMPILE_BACKEND = "inductor"  # torch.compile's backend
+
+
+def compiled(function: Callable) -> Callable:
+    """``function`` compiled with :data:`COMPILE_BACKEND` (shapes marked dynamic when they change)."""
+    return torch.compile(function, backend=COMPILE_BACKEND)
+
+
+def compile_models(sam2: torch.nn.Module, grounder: Optional[Any] = None) -> None:
+    """Compile, in place, SAM 2's image encoder and mask decoder and, for Florence-2, the
+    grounder's image features (see the module docstring)."""
+    sam2.image_encoder.forward = compiled(sam2.image_encoder.forward)
+    sam2.sam_mask_decoder.forward = compiled(sam2.sam_mask_decoder.forward)
+    from .grounding.florence2 import Florence2Grounder
+
+    if isinstance(grounder, Florence2Grounder):
+        grounder.model.get_image_features = compiled(grounder.model.get_image_features)
