@@ -8,7 +8,8 @@
 #
 # Here, once (after `bash tests/run.sh --co -q` has built .venv):
 #     bash benchmarks/gpu_window.sh wheels
-# There, through the device tool (about 9 minutes of device time; each step has its own limit):
+# There, through the device tool (about 9 minutes of device time; each step has its own limit;
+# without autodistill there, bench_pipeline runs ours through labeling.label_folder):
 #     run(command="bash benchmarks/gpu_window.sh run", timeout_s=600, carry=[".whl", ".venv/reference/sam2",
 #         ".venv/reference/hydra", ".venv/reference/omegaconf", ".venv/reference/antlr4", ".venv/reference/iopath"])
 # Figures: $OUT/*.json and $OUT/*.log (OUT defaults to benchmarks/gpu-results); copy them into
@@ -39,11 +40,11 @@ run)
     timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
     echo "$name: exit $?" | tee -a "$OUT/steps.txt"
   }
-  step pipeline-large 300 python3 benchmarks/bench_pipeline.py --device cuda --bf16 --images 200 \
-    --florence large --sam2 large --json "$OUT/pipeline-large.json"
-  step image-predictor 90 python3 benchmarks/bench_image_predictor.py --device cuda --bf16 \
+  step pipeline-large 330 python3 benchmarks/bench_pipeline.py --device cuda --bf16 --images 200 \
+    --florence large --sam2 large --ours-beams 1,3 --json "$OUT/pipeline-large.json"
+  step image-predictor 75 python3 benchmarks/bench_image_predictor.py --device cuda --bf16 \
     --variant sam2.1_hiera_large --json "$OUT/image-predictor.json"
-  step video 120 python3 benchmarks/bench_video.py --device cuda --json "$OUT/video.json"
+  step video 90 python3 benchmarks/bench_video.py --device cuda --json "$OUT/video.json"
   ;;
 *)
   echo "usage: bash benchmarks/gpu_window.sh wheels|run" >&2
