@@ -186,13 +186,13 @@ def label_images(
 
     check_batch_size(batch_size)
     summary = LabelSummary(writer.output, images=len(images))
-    todo = [image for image in images if not writer.is_done(image)]
-    summary.already_done = len(images) - len(todo)
-    groups = [group for group in batch_groups(images, batch_size) if not all(writer.is_done(i) for i in group)]
+    finished = {image.name for image in images if writer.is_done(image)}  # by an earlier run
+    summary.already_done = len(finished)
+    groups = [group for group in batch_groups(images, batch_size) if not all(i.name in finished for i in group)]
     failures: List[BaseException] = []
     loading: Deque[List[Future]] = deque()
     exporting: Deque[Future] = deque()
-    with tqdm(total=len(todo), unit="img", desc="labeling", disable=not progress) as bar, \
+    with tqdm(total=len(images) - len(finished), unit="img", desc="labeling", disable=not progress) as bar, \
             ThreadPoolExecutor(loader_threads, "grounded-sam2-load") as loaders, \
             ThreadPoolExecutor(export_threads, "grounded-sam2-export") as exporters:
         try:
@@ -205,7 +205,7 @@ def label_images(
                     bar.write(f"grounded-sam2: {MEMORY_SPLIT_NOTE.format('some')}", file=sys.stderr)
                 summary.memory_splits += splits
                 for result in results:
-                    if writer.is_done(result.source):  # finished by an earlier run
+                    if result.source.name in finished:
                         continue
                     exporting.append(exporters.submit(writer.commit, result))
                     if result.detections is not None:

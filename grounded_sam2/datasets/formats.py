@@ -229,8 +229,13 @@ def _first_occurrence(vertex: int, points: np.ndarray, entries: Dict[int, int], 
     """The vertex of the same part at the same place that its walk from its entry reaches first (a
     contour passes twice through a one-pixel-wide neck): parts are spliced in there."""
     part = int(np.searchsorted(starts, vertex, side="right")) - 1
-    walk = starts[part] + (entries[part] + np.arange(lengths[part])) % lengths[part]
+    walk = _walk(part, entries, starts, lengths)
     return int(walk[np.flatnonzero((points[walk] == points[vertex]).all(axis=1))[0]])
+
+
+def _walk(part: int, entries: Dict[int, int], starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """A joined part's vertices (indexes into the concatenated vertices) from its entry on."""
+    return starts[part] + (entries[part] + np.arange(lengths[part])) % lengths[part]
 
 
 def _polygon_order(entries: Dict[int, int], spliced: Dict[int, List[int]], starts: np.ndarray,
@@ -244,7 +249,7 @@ def _polygon_order(entries: Dict[int, int], spliced: Dict[int, List[int]], start
 
     def walk(part: int) -> Tuple[np.ndarray, Iterator[int]]:
         """A part's vertices from its entry on, and the positions of those parts were entered from."""
-        vertices = starts[part] + (entries[part] + np.arange(lengths[part])) % lengths[part]
+        vertices = _walk(part, entries, starts, lengths)
         return vertices, iter(np.flatnonzero(branching[vertices]).tolist())
 
     pieces: List[np.ndarray] = []
