@@ -7,6 +7,8 @@ Layout (``OUT/``)::
     train|valid|test/images/      the images (original bytes; EXIF-rotated ones re-encoded as PNG,
                                   video frames without a file as JPEG)
     train|valid|test/labels/      YOLO: one .txt per image (empty: no object)
+    train|valid|test/scores/      YOLO: one .txt per image, the confidence of each label row, in
+                                  row order, 4 decimals (ultralytics reads only images/ and labels/)
     train|valid|test/_annotations.coco.json   COCO: assembled from .work/ by finalize()
     .work/                        COCO: one JSON per finished image
     .work/skipped/                one file per input that could not be labeled, with the reason
@@ -39,7 +41,7 @@ import numpy as np
 import supervision as sv
 
 from ..errors import GroundedSAM2Error
-from .formats import coco_annotation, yolo_detection_row, yolo_segmentation_row
+from .formats import SCORE_DECIMALS, coco_annotation, yolo_detection_row, yolo_segmentation_row
 from .sources import SourceImage
 
 FORMATS = ("yolo", "yolo-det", "coco")
@@ -240,9 +242,12 @@ class DatasetWriter:
             rows = [yolo_segmentation_row(int(c), m) for c, m in zip(class_ids, masks)]
         else:
             rows = [yolo_detection_row(int(c), b, w, h) for c, b in zip(class_ids, xyxy)]
-        rows = [r for r in rows if r is not None]
-        atomic_write(self._marker(image.name), "".join(f"{r}\n" for r in rows).encode())
-        return len(rows)
+        kept = [(r, float(s)) for r, s in zip(rows, confidence) if r is not None]
+        # the scores before the label file, which marks the image finished
+        scores = "".join(f"{round(s, SCORE_DECIMALS)}\n" for _, s in kept)
+        atomic_write(self.output / split / "scores" / f"{image.name}.txt", scores.encode())
+        atomic_write(self._marker(image.name), "".join(f"{r}\n" for r, _ in kept).encode())
+        return len(kept)
 
     def image_file(self, image: SourceImage, stored_rotated: bool = False) -> str:
         """Where ``image`` is (or will be) stored, relative to the output folder."""

@@ -344,6 +344,23 @@ def test_an_input_that_fails_once_and_then_works_leaves_no_skip_record(tmp_path)
     assert summary.labeled == 2 and (tmp_path / "out" / "skipped.txt").read_text() == ""
 
 
+@pytest.mark.parametrize("dataset_format", ["yolo", "yolo-det"])
+def test_yolo_scores_are_the_confidences_of_the_rows_written(tmp_path, dataset_format):
+    """One score line per label row, in row order; an object that gives no row (an empty mask: no
+    polygon, no box area) gives no score either."""
+    source = write_pictures(tmp_path / "in", [40])[0]
+    masks = np.zeros((3, 20, 40), bool)
+    masks[0, 2:8, 3:9] = True
+    masks[2, 10:18, 20:35] = True  # masks[1] is empty: no polygon
+    d = make_detections(masks, [0, 0, 0], ["dog"] * 3, ["dog"] * 3, [0.9, 0.8, 0.7], [1.0, 1.0, 0.123456])
+    writer = DatasetWriter(tmp_path / "out", DatasetConfig(format=dataset_format, split=(1.0, 0.0, 0.0)), ("dog",),
+                           {"pipeline": "test"})
+    writer.commit(ImageResult(source, rgb=picture(20, 40, 0), detections=d))
+    rows = (tmp_path / "out" / "train" / "labels" / "00.txt").read_text().splitlines()
+    scores = (tmp_path / "out" / "train" / "scores" / "00.txt").read_text().splitlines()
+    assert len(rows) == 2 and scores == ["0.9", "0.0864"]
+
+
 def test_a_resume_with_other_settings_names_only_the_differing_keys(tmp_path):
     DatasetWriter(tmp_path, DatasetConfig(), ("dog",), {"pipeline": {"grounder": {"num_beams": 1, "strategy": "a"}}})
     with pytest.raises(DatasetError) as raised:
