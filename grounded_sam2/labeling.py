@@ -28,7 +28,7 @@ import supervision as sv
 from segmenter import SAM2AutomaticMaskGenerator
 
 from .config import DeviceConfig
-from .datasets.box_sources import read_box_dataset
+from .datasets.reading import read_dataset
 from .datasets.sources import IMAGE_EXTENSIONS, SourceImage, find_images, ignored_files
 from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
 from .errors import InputNotFoundError, SettingsError, is_out_of_memory
@@ -312,7 +312,7 @@ def segment_box_dataset(
     same streaming, resume and formats as labeling (``dataset.split`` is ignored)."""
     check_output_folder(source, Path(output))
     check_batch_size(batch_size)
-    boxes = read_box_dataset(Path(source))
+    boxes = read_dataset(Path(source))
     if not boxes.images:
         raise InputNotFoundError(f"the dataset {source} holds no images")
     device = placement.resolve()
@@ -322,14 +322,16 @@ def segment_box_dataset(
     provenance = {"source": str(Path(source).resolve()), "segmenter": model.describe(),
                   "placement": placement.describe(device), "batch_size": batch_size}
     writer = DatasetWriter(Path(output), dataclasses.replace(dataset, split=None), boxes.classes, provenance,
-                           assigned_splits=boxes.splits)
+                           assigned_splits={image.key: image.split for image in boxes.images})
+    by_key = {image.key: image for image in boxes.images}
 
     def predict(arrays: List[np.ndarray], sources: List[SourceImage]) -> List[sv.Detections]:
-        requests = [given_box_requests(*boxes.boxes_for(image, *array.shape[:2]), boxes.classes)
-                    for array, image in zip(arrays, sources)]
+        requests = [given_box_requests(*boxes.boxes_for(by_key[source.name], *array.shape[:2]), boxes.classes)
+                    for array, source in zip(arrays, sources)]
         return model.segment(arrays, requests)
 
-    return label_images(boxes.images, writer, predict, batch_size, progress)
+    sources = [SourceImage(image.path, image.key) for image in boxes.images]
+    return label_images(sources, writer, predict, batch_size, progress)
 
 
 def segment_everything(

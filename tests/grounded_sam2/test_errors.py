@@ -6,7 +6,7 @@ import torch
 
 import segmenter
 from grounded_sam2 import cli
-from grounded_sam2.datasets.box_sources import BoxDatasetError
+from grounded_sam2.datasets.reading import DatasetReadError
 from grounded_sam2.datasets.writer import DatasetError
 from grounded_sam2.errors import GroundedSAM2Error, InputNotFoundError, SettingsError, is_out_of_memory
 from grounded_sam2.grounding import GroundingModelError
@@ -23,7 +23,7 @@ from grounded_sam2.ontology import OntologyError
     (OntologyError, ValueError),
     (GroundingModelError, RuntimeError),
     (DatasetError, RuntimeError),
-    (BoxDatasetError, ValueError),
+    (DatasetReadError, ValueError),
     (InputNotFoundError, FileNotFoundError),
 ])
 def test_every_error_has_the_one_root_and_its_old_base(error, builtin):

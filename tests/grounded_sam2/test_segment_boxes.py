@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from grounded_sam2.config import DeviceConfig
-from grounded_sam2.datasets.box_sources import BoxDatasetError, read_box_dataset
+from grounded_sam2.datasets.reading import DatasetReadError, read_dataset
 from grounded_sam2.datasets.writer import DatasetConfig
 from grounded_sam2.labeling import segment_box_dataset
 from grounded_sam2.segmentation import SegmenterConfig
@@ -40,14 +40,14 @@ def yolo_detection_dataset(root: Path) -> Path:
 
 
 def test_reads_yolo_boxes_in_pixels(tmp_path):
-    dataset = read_box_dataset(yolo_detection_dataset(tmp_path / "yolo"))
+    dataset = read_dataset(yolo_detection_dataset(tmp_path / "yolo"))
     assert dataset.classes == ("cat", "dog")
-    assert {i.name: dataset.splits[i.name] for i in dataset.images} == {"a": "train", "b": "valid", "c": "valid"}
-    a = next(i for i in dataset.images if i.name == "a")
+    assert {i.key: i.split for i in dataset.images} == {"a": "train", "b": "valid", "c": "valid"}
+    a = next(i for i in dataset.images if i.key == "a")
     xyxy, ids = dataset.boxes_for(a, 60, 80)
     np.testing.assert_allclose(xyxy, [[20, 15, 60, 45], [12, 6, 28, 24]], atol=1e-4)
     assert ids.tolist() == [1, 0]
-    c = next(i for i in dataset.images if i.name == "c")
+    c = next(i for i in dataset.images if i.key == "c")
     np.testing.assert_allclose(dataset.boxes_for(c, 50, 30)[0], [[3, 5, 27, 45]], atol=1e-4)
 
 
@@ -89,8 +89,8 @@ def test_coco_split_folders_to_coco(tmp_path, small_sam2):
 
 def test_not_a_dataset(tmp_path):
     (tmp_path / "x").mkdir()
-    with pytest.raises(BoxDatasetError, match="not a YOLO dataset"):
-        read_box_dataset(tmp_path / "x")
+    with pytest.raises(DatasetReadError, match="neither a YOLO dataset"):
+        read_dataset(tmp_path / "x")
 
 
 def test_cli(tmp_path):
