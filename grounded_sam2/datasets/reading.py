@@ -118,6 +118,16 @@ class LabeledDataset:
         for image in self.images:
             yield image, self.instances(image)
 
+    def classes_and_scores(self, image: DatasetImage) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """(N class ids, N confidences or None) of an image, without reading its pixels or
+        drawing masks: what summaries of large datasets need."""
+        if self.format == "yolo":
+            rows = read_yolo_rows(label_path(image.path), len(self.classes))
+            return np.array([r.class_id for r in rows], int), _yolo_scores(image, rows)
+        annotations = self._coco[image.index]
+        scores = np.array([a["score"] for a in annotations], np.float32) if self._coco_scores else None
+        return np.array([a["category_index"] for a in annotations], int), scores
+
     def boxes_for(self, image: DatasetImage, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
         """(Nx4 XYXY pixels, N class ids) of an image loaded at height x width, without drawing
         masks: a YOLO segment gives the box of its vertices."""
@@ -137,9 +147,7 @@ class LabeledDataset:
 
         height, width = image.size or stored_size(image.path)
         rows = read_yolo_rows(label_path(image.path), len(self.classes))
-        scores = read_scores(scores_path(image.path), len(rows))
-        if scores is None and rows and all(r.score is not None for r in rows):
-            scores = np.array([r.score for r in rows], np.float32)
+        scores = _yolo_scores(image, rows)
         xyxy, rles = [], []
         for row in rows:
             if row.polygon is None:
@@ -176,7 +184,7 @@ class LabeledDataset:
                 rles.append(mask_utils.frPyObjects(segmentation, height, width))
             else:
                 rles.append({"size": segmentation["size"], "counts": segmentation["counts"].encode()})
-        scores = np.array([a["score"] for a in annotations], np.float32) if self._coco_scores else None
+        _, scores = self.classes_and_scores(image)
         return Instances(height, width, np.array([a["category_index"] for a in annotations], int),
                          np.array(xyxy, np.float32).reshape(-1, 4), rles, scores,
                          np.array([bool(a.get("iscrowd", 0)) for a in annotations], bool))
@@ -294,6 +302,14 @@ def read_scores(path: Path, rows: int) -> Optional[np.ndarray]:
     scores = np.array([float(v) for v in path.read_text().split()], np.float32)
     if len(scores) != rows:
         raise DatasetReadError(f"{path} holds {len(scores)} scores for {rows} label rows")
+    return scores
+
+
+def _yolo_scores(image: DatasetImage, rows: List[YoloRow]) -> Optional[np.ndarray]:
+    """The confidences of an image's rows: its scores file, else the rows' own, else None."""
+    scores = read_scores(scores_path(image.path), len(rows))
+    if scores is None and rows and all(r.score is not None for r in rows):
+        scores = np.array([r.score for r in rows], np.float32)
     return scores
 
 

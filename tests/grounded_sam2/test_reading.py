@@ -56,6 +56,8 @@ def test_a_written_dataset_reads_back(tmp_path, dataset_format, coco_mask_format
         assert (instances.height, instances.width) == ((40, 50) if i == 0 else (36, 44))
         assert instances.class_ids.tolist() == [0, 1] and not instances.iscrowd.any()
         np.testing.assert_allclose(instances.scores, [0.45, 0.6 + i / 10], atol=1e-6)
+        class_ids, scores = dataset.classes_and_scores(image)  # the same, without drawing masks
+        assert class_ids.tolist() == [0, 1] and scores.tolist() == instances.scores.tolist()
         np.testing.assert_allclose(instances.xyxy, masks_to_xyxy(expected), atol=1 if exact_masks is False else 1e-3)
         masks = instances.masks()
         if exact_masks is None:
