@@ -19,7 +19,7 @@ LAYERS = [
     ["grounded_sam2.errors"],
     ["grounded_sam2.ontology", "grounded_sam2.detections", "grounded_sam2.images", "grounded_sam2.tiny_models"],
     ["grounded_sam2.grounding", "grounded_sam2.datasets", "grounded_sam2.segmentation", "grounded_sam2.prompts"],
-    ["grounded_sam2.filters", "grounded_sam2.speed"],
+    ["grounded_sam2.filters", "grounded_sam2.speed", "grounded_sam2.evaluation", "grounded_sam2.preview"],
     ["grounded_sam2.config"],
     ["grounded_sam2.pipeline"],
     ["grounded_sam2.labeling", "grounded_sam2.video"],

@@ -11,8 +11,9 @@ import yaml
 
 from grounded_sam2.datasets.reading import DatasetReadError, read_dataset
 from grounded_sam2.datasets.sources import find_images
-from grounded_sam2.datasets.writer import DatasetConfig, DatasetWriter, ImageResult
 from grounded_sam2.detections import make_detections, masks_to_xyxy
+
+from dataset_files import write_dataset
 
 
 def blobs(h: int, w: int) -> np.ndarray:
@@ -29,15 +30,11 @@ def written(tmp_path: Path, dataset_format: str, coco_mask_format: str = "rle") 
     (inputs / "sub").mkdir(parents=True)
     for path, (h, w) in ((inputs / "a.png", (40, 50)), (inputs / "sub" / "b.jpg", (36, 44))):
         cv2.imwrite(str(path), np.full((h, w, 3), 90, np.uint8))
-    writer = DatasetWriter(tmp_path / "out", DatasetConfig(dataset_format, coco_mask_format=coco_mask_format),
-                           ("cat", "dog"), {"pipeline": "test"})
-    for i, source in enumerate(find_images(inputs)):
-        h, w = cv2.imread(str(source.path)).shape[:2]
-        masks = blobs(h, w)
-        d = make_detections(masks, [0, 1], ["cat", "dog"], ["cat", "dog"], [0.9, 0.6 + i / 10], [0.5, 1.0])
-        writer.commit(ImageResult(source, rgb=np.zeros((h, w, 3), np.uint8), detections=d))
-    writer.finalize()
-    return tmp_path / "out"
+
+    def detect(source, i, h, w):
+        return make_detections(blobs(h, w), [0, 1], ["cat", "dog"], ["cat", "dog"], [0.9, 0.6 + i / 10], [0.5, 1.0])
+
+    return write_dataset(tmp_path / "out", inputs, detect, ("cat", "dog"), dataset_format, coco_mask_format)
 
 
 @pytest.mark.parametrize("dataset_format, coco_mask_format, exact_masks", [
