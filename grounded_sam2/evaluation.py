@@ -25,7 +25,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -169,44 +169,48 @@ def evaluate(predicted: Union[str, Path, LabeledDataset], truth: Union[str, Path
             f"no image of {predicted.path} is in {truth.path}: images are matched by file name without "
             f"extension (e.g. {truth.images[0].key!r} in the truth, "
             f"{predicted.images[0].key if predicted.images else None!r} in the predictions)")
-    result = Evaluation(list(truth.classes), len(truth.images))
-    result.images_without_prediction = [image.key for image in truth.images if image.key not in predicted_by_key]
-    truth_keys = {image.key for image in truth.images}
-    result.predicted_images_not_in_truth = [image.key for image in predicted.images if image.key not in truth_keys]
-    result.predicted_classes_not_in_truth = [c for c in predicted.classes if c not in truth.classes]
     to_truth_class = np.array([truth.classes.index(c) if c in truth.classes else -1 for c in predicted.classes] or [-1])
-
-    pairs = []
+    pairs, has_scores = [], True
     for image in truth.images:
         truth_instances = truth.instances(image)
+        prediction = None
         if image.key in predicted_by_key:
             prediction = predicted.instances(predicted_by_key[image.key])
             if (prediction.height, prediction.width) != (truth_instances.height, truth_instances.width):
                 raise EvaluationError(
                     f"{image.key} is {prediction.width}x{prediction.height} in the predictions and "
                     f"{truth_instances.width}x{truth_instances.height} in the truth: label the same images")
-            keep = to_truth_class[prediction.class_ids] >= 0
-            result.has_scores &= prediction.scores is not None or not len(prediction)
-            prediction = _subset(prediction, keep, to_truth_class)
-        else:
-            prediction = None
+            has_scores &= prediction.scores is not None or not len(prediction)
+            prediction = _subset(prediction, to_truth_class[prediction.class_ids] >= 0, to_truth_class)
         pairs.append((truth_instances, prediction))
     if not any(len(t) for t, _ in pairs):
         raise EvaluationError(f"the truth dataset {truth.path} holds no labeled object")
-    predicted_classes = {int(c) for _, p in pairs if p is not None for c in p.class_ids}
-    result.classes_not_predicted = [c for i, c in enumerate(truth.classes) if i not in predicted_classes]
-    if not result.has_scores:
-        result.notes.append("the predictions hold no confidences: every detection counts as confidence 1")
+    result = evaluate_instances(pairs, truth.classes, has_scores)
+    truth_keys = {image.key for image in truth.images}
+    result.images_without_prediction = [image.key for image in truth.images if image.key not in predicted_by_key]
+    result.predicted_images_not_in_truth = [image.key for image in predicted.images if image.key not in truth_keys]
+    result.predicted_classes_not_in_truth = [c for c in predicted.classes if c not in truth.classes]
+    return result
 
+
+def evaluate_instances(pairs: Sequence[Tuple[Instances, Optional[Instances]]], classes: Sequence[str],
+                       has_scores: bool = True) -> Evaluation:
+    """The figures of (truth, prediction or None) per image, both with class indices of
+    ``classes``; ``has_scores``: whether the predictions' confidences are real."""
+    result = Evaluation(list(classes), len(pairs), has_scores=has_scores)
+    predicted_classes = {int(c) for _, p in pairs if p is not None for c in p.class_ids}
+    result.classes_not_predicted = [c for i, c in enumerate(classes) if i not in predicted_classes]
+    if not has_scores:
+        result.notes.append("the predictions hold no confidences: every detection counts as confidence 1")
     kinds = ["box"]
-    mask_sides = [side for side, has in (("truth", _all_masks(p[0] for p in pairs)),
+    mask_sides = [side for side, has in (("truth", _all_masks(t for t, _ in pairs)),
                                          ("predictions", _all_masks(p for _, p in pairs if p is not None))) if not has]
     if mask_sides:
         result.notes.append(f"no mask metrics: the {' and the '.join(mask_sides)} hold boxes without masks")
     else:
         kinds.append("mask")
     for kind in kinds:
-        truth_dict, detections = coco_inputs(pairs, truth.classes, kind)
+        truth_dict, detections = coco_inputs(pairs, classes, kind)
         _evaluate_kind(result, kind, truth_dict, detections)
     return result
 

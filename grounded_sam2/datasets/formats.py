@@ -36,17 +36,31 @@ drop them), also for masks with holes or several parts, whose RLE decodes exactl
 ``area`` is the mask's pixel count; ``bbox`` is the box, clipped and rounded to 2 decimals; ``score``
 (when given) is rounded to 4 decimals (:data:`SCORE_DECIMALS`); ids are written as given (COCO
 category ids conventionally start at 1, which is the caller's choice).
+
+Label Studio (its JSON task format, ``predictions`` as pre-annotations): an instance is one
+``polygonlabels`` result item per COCO polygon (one region per part, holes filled, no seams), its
+vertices in percent of the image width and height (``value.points`` is ``[[x, y], ...]`` with
+x = 100 * column / width for the COCO vertex (column, row): a point times the image size / 100 is
+the COCO polygon's vertex, unrounded). Each item carries ``original_width``, ``original_height``,
+``image_rotation`` 0, the tag names of :func:`label_studio_config` (``from_name`` ``"label"``,
+``to_name`` ``"image"``), the score rounded as COCO's, and an ``id`` given by the caller with the
+part's index appended (Label Studio wants every result item of a task to have its own id). Masks
+are not written as Label Studio brushes (its own RLE): polygons are what an annotator edits.
 """
 
 import heapq
 import operator
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
 
 import cv2
 import numpy as np
 
 MASK_FORMATS = ("rle", "polygon")
 SCORE_DECIMALS = 4  # a COCO score is written rounded to this many decimals
+LABEL_STUDIO_CONTROL = "label"  # Label Studio: the PolygonLabels tag's name, every result's from_name
+LABEL_STUDIO_IMAGE = "image"  # the Image tag's name (to_name) and the task data key it shows ($image)
 
 _MIN_POINTS = 3  # a polygon needs at least 3 vertices
 _CHUNK_ELEMENTS = 1 << 20  # point-run pairs per block when joining parts (bounds memory)
@@ -133,6 +147,60 @@ def coco_annotation(
     if score is not None:
         annotation["score"] = round(float(score), SCORE_DECIMALS)
     return annotation
+
+
+def label_studio_polygons(region_id: str, class_name: str, mask: np.ndarray,
+                          score: Optional[float] = None) -> List[dict]:
+    """Label Studio ``polygonlabels`` result items for a 2-D mask (its shape is the image's): one
+    per polygon that :func:`coco_annotation` writes in polygon mode, in the same order, with ids
+    ``f"{region_id}_{k}"`` for the k-th part. ``"score"`` is added only when ``score`` is given.
+    An empty list for a mask without a polygon. The module docstring gives the fields."""
+    mask = _as_binary(mask)
+    height, width = mask.shape
+    items = []
+    for k, part in enumerate(_outer_contours(mask)):
+        item = {
+            "id": f"{region_id}_{k}",
+            "type": "polygonlabels",
+            "from_name": LABEL_STUDIO_CONTROL,
+            "to_name": LABEL_STUDIO_IMAGE,
+            "original_width": int(width),
+            "original_height": int(height),
+            "image_rotation": 0,
+            "value": {"points": (part * 100.0 / (width, height)).tolist(), "polygonlabels": [class_name]},
+        }
+        if score is not None:
+            item["score"] = round(float(score), SCORE_DECIMALS)
+        items.append(item)
+    return items
+
+
+def label_studio_config(classes: Sequence[str]) -> str:
+    """The Label Studio labeling configuration (XML) that :func:`label_studio_polygons`' items
+    fit: an ``Image`` showing the task's ``image`` and a ``PolygonLabels`` with one ``Label`` per
+    class, in order, the names escaped as XML attribute values."""
+    labels = "".join(f"    <Label value={_xml_attribute(name)}/>\n" for name in classes)
+    return (
+        "<View>\n"
+        f'  <Image name="{LABEL_STUDIO_IMAGE}" value="${LABEL_STUDIO_IMAGE}"/>\n'
+        f'  <PolygonLabels name="{LABEL_STUDIO_CONTROL}" toName="{LABEL_STUDIO_IMAGE}">\n'
+        f"{labels}"
+        "  </PolygonLabels>\n"
+        "</View>\n"
+    )
+
+
+def label_studio_local_file_url(path: str) -> str:
+    """The URL Label Studio serves a local file at (``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED``):
+    ``/data/local-files/?d=`` and ``path``, relative to ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``
+    with ``/`` separators, percent-encoded as Label Studio's own local storage encodes it."""
+    return f"/data/local-files/?d={quote(path)}"
+
+
+def _xml_attribute(value: str) -> str:
+    """``value`` as a double-quoted XML attribute value (``quoteattr`` keeps tabs and line breaks as
+    character references, which a parser would otherwise turn into spaces)."""
+    return quoteattr(value, {'"': "&quot;"})
 
 
 def _as_binary(mask: np.ndarray) -> np.ndarray:

@@ -10,15 +10,25 @@ Layout (``OUT/``)::
     train|valid|test/scores/      YOLO: one .txt per image, the confidence of each label row, in
                                   row order, 4 decimals (ultralytics reads only images/ and labels/)
     train|valid|test/_annotations.coco.json   COCO: assembled from .work/ by finalize()
-    .work/                        COCO: one JSON per finished image
+    tasks.json                    Label Studio: every image's task (``data.image``, ``data.split``,
+                                  one prediction of polygons), assembled from .work/ by finalize()
+    label_config.xml              Label Studio: the labeling configuration the tasks fit
+    .work/                        COCO, Label Studio: one JSON per finished image
     .work/skipped/                one file per input that could not be labeled, with the reason
     skipped.txt                   those inputs, assembled by finalize()
 
 Every file is written to a temporary name and renamed, the image before its label, so a run
 killed at any moment leaves only complete files; a finished image is recognised by its label
-(YOLO) or work file (COCO) and skipped when the same command runs again (skipped inputs are
+(YOLO) or work file (COCO, Label Studio) and skipped when the same command runs again (skipped inputs are
 tried again). The split of an image is a hash of the seed and its name: deterministic,
 independent of order and interruptions.
+
+Label Studio tasks point at their images through Label Studio's local file serving:
+``/data/local-files/?d=<dataset folder name>/<split>/images/<file>``, a path relative to the
+dataset folder's parent, which is the ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` to start Label
+Studio with (the dataset folder itself is then the path of the project's Local Files storage).
+finalize() writes the URLs from the folder's current name: a dataset renamed or moved gets
+working URLs again from a resume, which writes nothing else.
 
 Several processes may write one dataset at once, each its own images: the manifest is created
 exactly once (by a hard link, which fails when the file exists), and a writer opened with
@@ -41,10 +51,20 @@ import numpy as np
 import supervision as sv
 
 from ..errors import GroundedSAM2Error
-from .formats import SCORE_DECIMALS, coco_annotation, yolo_detection_row, yolo_segmentation_row
+from .formats import (
+    SCORE_DECIMALS,
+    coco_annotation,
+    label_studio_config,
+    label_studio_local_file_url,
+    label_studio_polygons,
+    yolo_detection_row,
+    yolo_segmentation_row,
+)
 from .sources import SourceImage
 
-FORMATS = ("yolo", "yolo-det", "coco")
+FORMATS = ("yolo", "yolo-det", "coco", "label-studio")
+WORK_FILE_FORMATS = ("coco", "label-studio")  # an image's labels go to .work/ until finalize()
+LABEL_STUDIO_MODEL_VERSION = "grounded-sam2"  # the predictions' model_version
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
 SKIPPED = "skipped"  # folder of per-input skip records under .work/
@@ -58,7 +78,7 @@ class DatasetError(GroundedSAM2Error, RuntimeError):
 class DatasetConfig:
     """How a dataset is written: format, split and mask encoding."""
 
-    format: str = "yolo"  # yolo (segmentation polygons), yolo-det (boxes) or coco
+    format: str = "yolo"  # yolo (segmentation polygons), yolo-det (boxes), coco or label-studio (polygons)
     split: Optional[Tuple[float, float, float]] = (0.8, 0.2, 0.0)  # train, valid, test; None: given per image
     seed: int = 0  # of the split
     coco_mask_format: str = "rle"  # or "polygon"
@@ -196,7 +216,7 @@ class DatasetWriter:
         return "train" if u < train else "valid" if u < train + valid else "test"
 
     def _marker(self, name: str) -> Path:
-        if self.config.format == "coco":
+        if self.config.format in WORK_FILE_FORMATS:
             return self.output / ".work" / f"{name}.json"
         return self.output / self.split_of(name) / "labels" / f"{name}.txt"
 
@@ -238,6 +258,16 @@ class DatasetWriter:
             record = {"file_name": file_name, "split": split, "width": w, "height": h, "annotations": annotations}
             atomic_write(self._marker(image.name), json.dumps(record).encode())
             return len(annotations)
+        if self.config.format == "label-studio":
+            objects = [
+                regions for regions in (
+                    label_studio_polygons(_region_id(image.name, i), self.classes[int(c)], m, float(s))
+                    for i, (c, m, s) in enumerate(zip(class_ids, masks, confidence))
+                ) if regions
+            ]
+            record = {"file_name": file_name, "split": split, "objects": objects}
+            atomic_write(self._marker(image.name), json.dumps(record).encode())
+            return len(objects)
         if self.config.format == "yolo":
             rows = [yolo_segmentation_row(int(c), m) for c, m in zip(class_ids, masks)]
         else:
@@ -275,7 +305,7 @@ class DatasetWriter:
     # --- finishing -----------------------------------------------------------------------------
 
     def finalize(self) -> Counter:
-        """Write data.yaml or the COCO JSON files and ``skipped.txt`` (every input skipped and
+        """Write data.yaml, the COCO JSON files or the Label Studio files, and ``skipped.txt`` (every input skipped and
         not labeled since, in name order); returns objects per class over the whole dataset
         (resumed images included)."""
         skipped = self.output / ".work" / SKIPPED
@@ -283,6 +313,8 @@ class DatasetWriter:
         atomic_write(self.output / "skipped.txt", b"".join(r.read_bytes() for r in records))
         if self.config.format == "coco":
             return self._finalize_coco()
+        if self.config.format == "label-studio":
+            return self._finalize_label_studio()
         return self._finalize_yolo()
 
     def _has_test(self) -> bool:
@@ -325,6 +357,38 @@ class DatasetWriter:
             path = self.output / split / "_annotations.coco.json"
             counts += _write_coco_split(path, files, categories, self.classes)
         return counts
+
+    def _finalize_label_studio(self) -> Counter:
+        """``tasks.json``, streamed from the work files in name order (one image's record in memory
+        at a time), and ``label_config.xml``. A task's prediction score is its least confident
+        object's (Label Studio sorts tasks by it: the doubtful images first); a task without
+        objects has a prediction without result items and without a score."""
+        counts: Counter = Counter()
+        work = self.output / ".work"
+        records = sorted(work.glob("*.json")) if work.is_dir() else []
+        folder = self.output.resolve().name
+        with atomic_path(self.output / "tasks.json") as tmp, open(tmp, "w") as f:
+            f.write("[")
+            for index, record_file in enumerate(records):
+                r = json.loads(record_file.read_text())
+                counts.update(regions[0]["value"]["polygonlabels"][0] for regions in r["objects"])
+                result = [item for regions in r["objects"] for item in regions]
+                prediction: Dict[str, Any] = {"model_version": LABEL_STUDIO_MODEL_VERSION}
+                if result:
+                    prediction["score"] = min(item["score"] for item in result)
+                prediction["result"] = result
+                url = label_studio_local_file_url(f"{folder}/{r['split']}/images/{r['file_name']}")
+                task = {"data": {"image": url, "split": r["split"]}, "predictions": [prediction]}
+                f.write(("\n" if index == 0 else ",\n") + json.dumps(task))
+            f.write("\n]\n")
+        atomic_write(self.output / "label_config.xml", label_studio_config(self.classes).encode())
+        return counts
+
+
+def _region_id(name: str, index: int) -> str:
+    """The Label Studio region id of an image's ``index``-th object: 12 hexadecimal digits of a hash
+    of both, the same in every run and distinct across the dataset (the part's index follows)."""
+    return hashlib.sha256(f"{name}\0{index}".encode()).hexdigest()[:12]
 
 
 def _write_coco_split(path: Path, record_files: List[Path], categories: List[dict], classes: Sequence[str]) -> Counter:
