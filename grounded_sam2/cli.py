@@ -89,13 +89,14 @@ def _add_model_options(parser: argparse.ArgumentParser, boxes: bool = True) -> N
         _flag(parser, "--tighten-boxes", "replace boxes by their masks' bounding boxes")
 
 
-def _add_grounding_options(parser: argparse.ArgumentParser) -> None:
-    """The text-grounded commands' ontology, grounding model and box filters."""
+def _add_grounding_options(parser: argparse.ArgumentParser, ontology: bool = True) -> None:
+    """The text-grounded commands' ontology (unless ``ontology`` is False), grounding model and box filters."""
     from .filters import FilterConfig
     from .grounding import DEFAULT_GROUNDER, GROUNDERS, Florence2Config, GroundingDinoConfig, Owlv2Config
 
-    parser.add_argument("--ontology", required=True,
-                        help="{prompt: class} as a YAML/JSON file, a JSON string, or a shipped name (coco80, example)")
+    if ontology:
+        parser.add_argument("--ontology", required=True, help="{prompt: class} as a YAML/JSON file, a JSON string, "
+                                                              "or a shipped name (coco80, example)")
     parser.add_argument("--grounder", help=f"grounding model: {', '.join(GROUNDERS)}, optionally with ':<hub id or "
                                            f"directory>' (default: {DEFAULT_GROUNDER})")
     parser.add_argument("--florence", help=f"Florence-2 hub id or directory (default: {Florence2Config.checkpoint})")
@@ -110,8 +111,9 @@ def _add_grounding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-threshold", type=float,
                         help=f"grounding-dino, mm-grounding-dino: minimum score of the box's prompt "
                              f"(default: {GroundingDinoConfig.text_threshold})")
-    parser.add_argument("--min-confidence", type=float,
-                        help=f"minimum grounding confidence of a box (default: {FilterConfig.min_confidence})")
+    if ontology:  # tune-prompts measures every threshold
+        parser.add_argument("--min-confidence", type=float,
+                            help=f"minimum grounding confidence of a box (default: {FilterConfig.min_confidence})")
     parser.add_argument("--nms-threshold", type=float,
                         help=f"box NMS IoU threshold; 1 disables (default: {FilterConfig.nms_threshold})")
     _flag(parser, "--class-agnostic-nms", "NMS across classes")
@@ -224,6 +226,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("-o", "--output", type=Path, default=Path("evaluation"),
                             help="folder for evaluation.json and precision_recall.png (default: ./evaluation)")
 
+    tune = commands.add_parser(
+        "tune-prompts", help="pick each class's best prompt among candidates, measured on hand-labeled images",
+        description="Grounds and segments every candidate prompt on the images of TRUTH (a YOLO folder with "
+                    "data.yaml, a COCO JSON or COCO split folders), ranks the candidates of each class by AP (mask "
+                    "AP where the truth has masks), and writes the best ontology as YAML for 'label --ontology', "
+                    "with the --min-confidence that maximises F1. Exit codes: 0 done, 2 error.",
+    )
+    tune.add_argument("truth", type=Path, help="the hand-labeled dataset")
+    tune.add_argument("--candidates", type=Path, required=True,
+                      help='YAML or JSON file: per class a list of prompts, e.g. dog: ["dog", "a dog", "puppy"]')
+    tune.add_argument("-o", "--output", type=Path, default=Path("tuned_ontology.yaml"),
+                      help="the best ontology, as YAML (default: ./tuned_ontology.yaml)")
+    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_grounding_options(tune, ontology=False)
+    _add_model_options(tune)
+
     tiny = commands.add_parser(
         "make-tiny-models",
         help="write tiny random models of every grounding backend (DIR/<backend>) and of SAM 2 (DIR/sam2.pt) "
@@ -259,7 +277,7 @@ def _run(args) -> int:
         quiet_model_loading()
     try:
         run = {"label": _label, "segment-boxes": _segment_boxes, "segment-everything": _segment_everything,
-               "label-video": _label_video, "evaluate": _evaluate}[args.command]
+               "label-video": _label_video, "evaluate": _evaluate, "tune-prompts": _tune_prompts}[args.command]
         summary = run(args)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
@@ -336,16 +354,21 @@ def _segment_everything(args):
     )
 
 
+def _pipeline_options(args) -> Dict[str, Any]:
+    """The pipeline options the user gave; ``--nms-threshold 1`` turns NMS off."""
+    options = given(args, PIPELINE_OPTIONS)
+    if options.get("nms_threshold", 0.0) >= 1:
+        options["nms_threshold"] = None  # off
+    return options
+
+
 def _pipeline_config(args, sources: List[Path], check_inputs=None):
     """The pipeline's configuration from the options. Before any model loads: the ontology and
     options, then each input (``check_inputs(source)`` too, when given) and the output folder."""
     from .config import PipelineConfig
     from .labeling import check_output_folder
 
-    options = given(args, PIPELINE_OPTIONS)
-    if options.get("nms_threshold", 0.0) >= 1:
-        options["nms_threshold"] = None  # off
-    config = PipelineConfig.from_options(args.ontology, **options)
+    config = PipelineConfig.from_options(args.ontology, **_pipeline_options(args))
     for source in sources:
         _existing(source, "input")
         if check_inputs is not None:
@@ -385,6 +408,17 @@ def _evaluate(args):
     result = evaluate(args.predicted, args.truth)
     folder = result.write(args.output)
     print(f"wrote {folder / 'evaluation.json'} and {folder / 'precision_recall.png'}", file=sys.stderr)
+    return result
+
+
+def _tune_prompts(args):
+    from .datasets.writer import atomic_write
+    from .prompt_tuning import tune_prompts
+
+    result = tune_prompts(args.truth, args.candidates, _pipeline_options(args), progress=not args.no_progress,
+                          **given(args, ("batch_size",)))
+    atomic_write(args.output, result.ontology_yaml().encode())
+    print(f"wrote {args.output}: label with --ontology {args.output}", file=sys.stderr)
     return result
 
 

@@ -67,8 +67,18 @@ class Curve:
         return {"threshold": float(self.thresholds[i]), "f1": float(self.f1[i]),
                 "precision": float(self.precision[i]), "recall": float(self.recall[i])}
 
+    @property
+    def best_cut(self) -> Optional[float]:
+        """A minimum confidence that keeps exactly the detections of :attr:`best` and is robust to
+        scores moving in their last digits: halfway to the next lower score (0 when the best keeps
+        them all); None when nothing was detected."""
+        if not len(self.thresholds):
+            return None
+        i = int(np.argmax(self.f1))
+        return float(self.thresholds[i] + self.thresholds[i + 1]) / 2 if i + 1 < len(self.thresholds) else 0.0
+
     def to_dict(self) -> dict:
-        return {"truth_objects": self.truth_objects, "best": self.best,
+        return {"truth_objects": self.truth_objects, "best": self.best, "best_cut": self.best_cut,
                 "thresholds": _rounded(self.thresholds), "precision": _rounded(self.precision),
                 "recall": _rounded(self.recall), "f1": _rounded(self.f1)}
 

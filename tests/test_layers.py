@@ -22,7 +22,7 @@ LAYERS = [
     ["grounded_sam2.filters", "grounded_sam2.speed", "grounded_sam2.evaluation", "grounded_sam2.preview"],
     ["grounded_sam2.config"],
     ["grounded_sam2.pipeline"],
-    ["grounded_sam2.labeling", "grounded_sam2.video"],
+    ["grounded_sam2.labeling", "grounded_sam2.video", "grounded_sam2.prompt_tuning"],
     ["grounded_sam2.parallel"],
     ["grounded_sam2.cluster"],
     ["grounded_sam2.video_labeling"],

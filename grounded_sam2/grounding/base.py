@@ -40,6 +40,13 @@ class GrounderConfig:
     checkpoint_help: ClassVar[str] = ""  # added to the message for a checkpoint that cannot be loaded
     checkpoint: str = ""
 
+    @property
+    def prompts_independent(self) -> bool:
+        """Whether a prompt's boxes are the same whatever other prompts are asked with it (each
+        prompt its own request). Backends that read all prompts at once (a caption, one text of
+        phrases, queries competing for each box) are not."""
+        return False
+
     def to_dict(self) -> Dict[str, Any]:
         """The JSON-able settings, ``backend`` first; a local checkpoint as its absolute path, so
         that the same model named two ways records the same settings."""

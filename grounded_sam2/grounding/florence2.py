@@ -55,6 +55,10 @@ class Florence2Config(GrounderConfig):
     no_repeat_ngram_size: int = 0
     batch_size: int = 8  # (image, prompt) rows per generate call
 
+    @property
+    def prompts_independent(self) -> bool:
+        return self.strategy == "open_vocabulary"  # one request per prompt; a caption joins them
+
     def __post_init__(self) -> None:
         if self.strategy not in TASKS:
             raise SettingsError(f"strategy must be one of {sorted(TASKS)}, got {self.strategy!r}")
