@@ -19,8 +19,8 @@ Layout (``OUT/``)::
 
 Every file is written to a temporary name and renamed, the image before its label, so a run
 killed at any moment leaves only complete files; a finished image is recognised by its label
-(YOLO) or work file (COCO, Label Studio) and skipped when the same command runs again (skipped inputs are
-tried again). The split of an image is a hash of the seed and its name: deterministic,
+(YOLO) or work file (COCO, Label Studio) and skipped when the same command runs again (skipped
+inputs are tried again). The split of an image is a hash of the seed and its name: deterministic,
 independent of order and interruptions.
 
 Label Studio tasks point at their images through Label Studio's local file serving:
@@ -305,9 +305,9 @@ class DatasetWriter:
     # --- finishing -----------------------------------------------------------------------------
 
     def finalize(self) -> Counter:
-        """Write data.yaml, the COCO JSON files or the Label Studio files, and ``skipped.txt`` (every input skipped and
-        not labeled since, in name order); returns objects per class over the whole dataset
-        (resumed images included)."""
+        """Write data.yaml, the COCO JSON files or the Label Studio files, and ``skipped.txt``
+        (every input skipped and not labeled since, in name order); returns objects per class over
+        the whole dataset (resumed images included)."""
         skipped = self.output / ".work" / SKIPPED
         records = sorted(skipped.glob("*.txt")) if skipped.is_dir() else []
         atomic_write(self.output / "skipped.txt", b"".join(r.read_bytes() for r in records))

@@ -17,6 +17,7 @@ from pycocotools import mask as mask_utils
 from grounded_sam2.datasets.formats import (
     _outer_contours,
     coco_annotation,
+    label_studio_polygons,
     mask_to_polygon,
     yolo_detection_row,
     yolo_segmentation_row,
@@ -332,6 +333,36 @@ def test_coco_fields():
 def test_coco_rejects_an_unknown_mask_format():
     with pytest.raises(ValueError, match="mask_format"):
         coco_annotation(1, 1, 1, np.zeros((6, 8), dtype=bool), (0, 0, 2, 2), "bitmap")
+
+
+@pytest.mark.parametrize("name", list(SHAPES), ids=str)
+def test_label_studio_regions_are_the_coco_polygons_in_percent(name):
+    shape = SHAPES[name]
+    height, width = shape.mask.shape
+    regions = label_studio_polygons("r", "car", shape.mask, np.float32(0.87654))
+    polygons = coco_annotation(1, 1, 1, shape.mask, (0, 0, width, height), "polygon")["segmentation"]
+    assert len(regions) == len(polygons) == shape.parts
+    assert [r["id"] for r in regions] == [f"r_{k}" for k in range(shape.parts)]
+    for region, polygon in zip(regions, polygons):
+        points = np.array(region["value"]["points"])
+        assert points.min() >= 0 and points.max() < 100
+        np.testing.assert_allclose((points * (width, height) / 100).ravel(), polygon, atol=1e-9)
+        assert region == {
+            "id": region["id"], "type": "polygonlabels", "from_name": "label", "to_name": "image",
+            "original_width": width, "original_height": height, "image_rotation": 0,
+            "value": {"points": region["value"]["points"], "polygonlabels": ["car"]}, "score": 0.8765,
+        }
+        assert type(region["score"]) is float and type(region["original_width"]) is int
+    assert json.loads(json.dumps(regions)) == regions
+
+
+@pytest.mark.parametrize("name", list(NO_POLYGON), ids=str)
+def test_label_studio_without_polygon_gives_no_region(name):
+    assert label_studio_polygons("r", "car", NO_POLYGON[name]) == []
+
+
+def test_label_studio_score_is_optional():
+    assert "score" not in label_studio_polygons("r", "car", SHAPES["rectangle"].mask)[0]
 
 
 # ultralytics' own label checker and rasteriser on label files written from these rows. ultralytics is
