@@ -34,7 +34,6 @@ from .errors import GroundedSAM2Error
 
 CURVE_IOU = 0.5  # the IoU at which precision, recall and F1 are counted
 METRICS = ("AP", "AP50", "AP75", "AR")
-_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "AR": 8}  # positions in COCOeval.stats
 EVALUATION_FILE = "evaluation.json"
 CURVES_FILE = "precision_recall.png"
 
@@ -271,17 +270,21 @@ def _evaluate_kind(result: Evaluation, kind: str, truth_dict: dict, detections: 
                                        "categories": truth_dict["categories"]}
             coco_detections.createIndex()
         evaluator = COCOeval(coco_truth, coco_detections, "segm" if kind == "mask" else "bbox")
+        # only the "all" area range is reported: the small, medium and large ones would take 3/4 of the time
+        evaluator.params.areaRng, evaluator.params.areaRngLbl = [evaluator.params.areaRng[0]], ["all"]
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
-    result.metrics[kind] = {m: _valid(evaluator.stats[_STATS[m]]) for m in METRICS}
     precision, recall = evaluator.eval["precision"], evaluator.eval["recall"]  # TxRxKxAxM, TxKxAxM
     iou_50, iou_75 = (int(np.argmin(np.abs(evaluator.params.iouThrs - t))) for t in (0.5, 0.75))
-    result.per_class[kind] = {}
-    for k, name in enumerate(result.classes):
-        p = precision[:, :, k, 0, -1]
-        result.per_class[kind][name] = {"AP": _mean_valid(p), "AP50": _mean_valid(p[iou_50]),
-                                        "AP75": _mean_valid(p[iou_75]), "AR": _mean_valid(recall[:, k, 0, -1])}
+
+    def figures(p: np.ndarray, r: np.ndarray) -> Dict[str, Optional[float]]:
+        """COCOeval.summarize's AP, AP50, AP75 and AR (100 detections) of precision TxRx... and recall Tx..."""
+        return {"AP": _mean_valid(p), "AP50": _mean_valid(p[iou_50]), "AP75": _mean_valid(p[iou_75]),
+                "AR": _mean_valid(r)}
+
+    result.metrics[kind] = figures(precision[:, :, :, 0, -1], recall[:, :, 0, -1])
+    result.per_class[kind] = {name: figures(precision[:, :, k, 0, -1], recall[:, k, 0, -1])
+                              for k, name in enumerate(result.classes)}
     result.curves[kind] = _curves(evaluator, result.classes)
 
 
@@ -332,10 +335,6 @@ def _all_masks(instances) -> bool:
 def _xywh(xyxy: np.ndarray) -> List[float]:
     x0, y0, x1, y1 = (float(v) for v in xyxy)
     return [x0, y0, x1 - x0, y1 - y0]
-
-
-def _valid(value: float) -> Optional[float]:
-    return None if value < 0 else float(value)
 
 
 def _mean_valid(values: np.ndarray) -> Optional[float]:

@@ -318,7 +318,13 @@ def stored_size(path: Path) -> Tuple[int, int]:
     try:
         with Image.open(path) as img:
             width, height = img.size
-            if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            if img.format == "PNG":  # getexif() would decode the pixels to look for EXIF after them
+                exif = Image.Exif()
+                if "exif" in img.info:
+                    exif.load(img.info["exif"])
+            else:
+                exif = img.getexif()
+            if exif.get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                 width, height = height, width
     except OSError as e:
         raise DatasetReadError(f"cannot read the image {path}: {e}") from None
