@@ -58,7 +58,9 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: List[str], def
     from .datasets.writer import DatasetConfig
 
     parser.add_argument("--format", choices=formats, help="yolo: segmentation polygons; yolo-det: boxes; coco: "
-                                                          f"instance masks (default: {default_format})")
+                                                          "instance masks; label-studio: tasks.json and "
+                                                          "label_config.xml to review in Label Studio "
+                                                          f"(default: {default_format})")
     parser.add_argument("--coco-masks", dest="coco_mask_format", choices=["rle", "polygon"],
                         help=f"COCO mask encoding (default: {DatasetConfig.coco_mask_format})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -137,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("images", type=Path, help="folder of images (searched recursively) or one image file")
     label.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder (not inside IMAGES)")
     _add_grounding_options(label)
-    _add_output_options(label, ["yolo", "yolo-det", "coco"], "yolo")
+    _add_output_options(label, ["yolo", "yolo-det", "coco", "label-studio"], "yolo")
     _add_model_options(label)
     _add_split_options(label)
     label.add_argument("--devices", help="one worker process per device, all writing one dataset: cuda:0,cuda:1 "
@@ -199,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "several: one dataset each, OUTPUT/<video name>")
     video.add_argument("-o", "--output", type=Path, required=True, help="output dataset folder")
     _add_grounding_options(video)
-    _add_output_options(video, ["yolo", "yolo-det", "coco"], "yolo")
+    _add_output_options(video, ["yolo", "yolo-det", "coco", "label-studio"], "yolo")
     _add_model_options(video, boxes=False)
     video.add_argument("--every", type=int,
                        help=f"ground every K frames to find new objects (default: {TrackingSettings.every})")

@@ -66,7 +66,7 @@ class GroundedSAM2(DetectionBaseModel):
         """Label a folder (searched recursively; ``extension``: only that one, any case) or a list
         of images into ``output_folder`` (default ``<input_folder>_labeled``, as autodistill),
         streamed and resumable (see :func:`~grounded_sam2.labeling.label_folder`). ``dataset``
-        options are :class:`DatasetConfig`'s: ``format`` (``yolo``, ``yolo-det``, ``coco``),
+        options are :class:`DatasetConfig`'s: ``format`` (``yolo``, ``yolo-det``, ``coco``, ``label-studio``),
         ``split``, ``seed``, ``coco_mask_format``."""
         if output_folder is None:
             if not isinstance(input_folder, (str, Path)):
