@@ -11,6 +11,7 @@ import pytest
 
 from grounded_sam2 import GroundedSAM2, cli
 from grounded_sam2.config import PipelineConfig
+from grounded_sam2.grounding import GROUNDERS
 from grounded_sam2.grounding.florence2_tokens import bins_to_xyxy
 from grounded_sam2.ontology import Ontology
 from grounded_sam2.pipeline import Pipeline
@@ -120,3 +121,19 @@ def test_bad_candidates_are_clear_errors(tmp_path, candidates, message):
 def test_a_class_the_truth_lacks_is_refused_before_any_model_loads(truth):
     with pytest.raises(PromptTuningError, match=r"classes \['horse'\] are not in the truth"):
         tune_prompts(truth, {"horse": ["horse"]}, options={"sam2": "missing.pt"})
+
+
+@pytest.mark.parametrize("backend", [b for b in GROUNDERS if b != "florence2"])  # Florence-2: above
+def test_the_other_backends_are_asked_in_rounds(backend, tiny_grounder, small_sam2, truth):
+    """Backends whose prompts are read together get one candidate per class per request; each
+    candidate is ranked and the chosen ontology has one prompt per class."""
+    config = PipelineConfig.from_options({"x": "x"}, grounder=f"{backend}:{tiny_grounder(backend)}", sam2=small_sam2,
+                                         device="cpu")
+    models = Pipeline(config)
+    asked = []
+    ground = models.grounder.ground
+    models.grounder.ground = lambda images, prompts: asked.append(list(prompts)) or ground(images, prompts)
+    result = tune_prompts(truth, {"dog": ["puppy", "dog"], "cat": ["cat"]}, pipeline=models, progress=False)
+    assert asked == [["puppy", "cat"], ["dog"]]
+    assert sorted(c.prompt for c in result.ranked["dog"]) == ["dog", "puppy"] and len(result.ranked["cat"]) == 1
+    assert set(result.ontology.values()) == {"dog", "cat"}
