@@ -12,7 +12,7 @@ def normalized_dataset(folder: Path) -> dict:
 
 
 def write_dataset(output: Path, inputs: Path, detect, classes, dataset_format: str = "yolo",
-                  coco_mask_format: str = "rle") -> Path:
+                  coco_mask_format: str = "rle", seed: int = 0) -> Path:
     """A dataset written by the project's writer from the images of ``inputs``:
     ``detect(source, index, height, width)`` gives each image's ``sv.Detections``."""
     import cv2
@@ -21,8 +21,8 @@ def write_dataset(output: Path, inputs: Path, detect, classes, dataset_format: s
     from grounded_sam2.datasets.sources import find_images
     from grounded_sam2.datasets.writer import DatasetConfig, DatasetWriter, ImageResult
 
-    writer = DatasetWriter(output, DatasetConfig(dataset_format, coco_mask_format=coco_mask_format), classes,
-                           {"pipeline": "test"})
+    writer = DatasetWriter(output, DatasetConfig(dataset_format, seed=seed, coco_mask_format=coco_mask_format),
+                           classes, {"pipeline": "test"})
     for i, source in enumerate(find_images(inputs)):
         h, w = cv2.imread(str(source.path)).shape[:2]
         writer.commit(ImageResult(source, rgb=np.zeros((h, w, 3), np.uint8), detections=detect(source, i, h, w)))

@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from grounded_sam2 import cli
-from grounded_sam2.datasets.reading import DatasetReadError
+from grounded_sam2.datasets.reading import DatasetReadError, read_dataset
 from grounded_sam2.detections import make_detections
 from grounded_sam2.evaluation import EvaluationError, evaluate
 
@@ -56,7 +56,9 @@ def detect(source, index, h, w):
 def datasets(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
     images = inputs(root / "in")
-    return {f: write_dataset(root / f, images, detect, CLASSES, f) for f in ("yolo", "coco", "yolo-det")}
+    written = {f: write_dataset(root / f, images, detect, CLASSES, f) for f in ("yolo", "coco", "yolo-det")}
+    written["coco, other split"] = write_dataset(root / "coco_seed", images, detect, CLASSES, "coco", seed=1)
+    return written
 
 
 @pytest.mark.parametrize("predicted, truth, kinds", [
@@ -64,9 +66,13 @@ def datasets(tmp_path_factory):
     ("yolo", "yolo", ("box", "mask")),
     ("yolo", "coco", ("box", "mask")),  # the same labels in both formats
     ("coco", "yolo", ("box", "mask")),
+    ("yolo", "coco, other split", ("box", "mask")),  # images matched across split folders
     ("yolo-det", "coco", ("box",)),  # boxes only: no mask metrics
 ])
 def test_the_same_labels_score_one(datasets, predicted, truth, kinds):
+    if truth == "coco, other split":
+        splits = [{i.key: i.split for i in read_dataset(datasets[name]).images} for name in (predicted, truth)]
+        assert splits[0] != splits[1] and splits[0].keys() == splits[1].keys()
     result = evaluate(datasets[predicted], datasets[truth])
     assert list(result.metrics) == list(kinds)
     for kind in kinds:
