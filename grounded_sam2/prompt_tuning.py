@@ -164,6 +164,10 @@ def tune_prompts(
         raise PromptTuningError(f"classes {unknown} are not in the truth dataset's classes {list(truth.classes)}")
     if not truth.images:
         raise PromptTuningError(f"the truth dataset {truth.path} holds no images")
+    missing = [str(image.path) for image in truth.images if not image.path.is_file()]
+    if missing:
+        raise PromptTuningError(f"{len(missing)} images of the truth dataset are not on disk: {', '.join(missing[:3])}"
+                                f"{', ...' if len(missing) > 3 else ''} (tuning runs the models on them)")
     prompts = list(dict.fromkeys(p for ps in candidates.values() for p in ps))
     if pipeline is None:
         config = PipelineConfig.from_options(Ontology.from_pairs((p, p) for p in prompts), **dict(options or {}))

@@ -118,9 +118,12 @@ def test_bad_candidates_are_clear_errors(tmp_path, candidates, message):
         read_candidates(candidates)
 
 
-def test_a_class_the_truth_lacks_is_refused_before_any_model_loads(truth):
+def test_a_class_the_truth_lacks_or_missing_images_are_refused_before_any_model_loads(truth):
     with pytest.raises(PromptTuningError, match=r"classes \['horse'\] are not in the truth"):
         tune_prompts(truth, {"horse": ["horse"]}, options={"sam2": "missing.pt"})
+    (truth.parent / "img1.png").unlink()
+    with pytest.raises(PromptTuningError, match=r"1 images of the truth dataset are not on disk: .*img1.png"):
+        tune_prompts(truth, {"dog": ["dog"]}, options={"sam2": "missing.pt"})
 
 
 @pytest.mark.parametrize("backend", [b for b in GROUNDERS if b != "florence2"])  # Florence-2: above
