@@ -3,8 +3,10 @@ dataset's manifest when on.
 
 ``compile`` (``--compile``): ``torch.compile`` of the functions that carry the work, compiled
 from outside the parity-tested modules (the modules themselves are untouched): SAM 2's image
-encoder and mask decoder ``forward``, and Florence-2's image features (its vision tower and
-projection). Other grounders are left as they are. The first batches are slow (compilation, and a
+encoder and mask decoder ``forward``, Florence-2's image features (its vision tower and
+projection) and its decoding: a static KV cache (transformers' ``cache_implementation="static"``,
+the same tokens as the dynamic one) whose decoding step transformers then compiles, on every
+device. Other grounders are left as they are. The first batches are slow (compilation, and a
 recompilation when a new number of boxes first appears); worth it on a GPU for long runs.
 """
 
@@ -29,3 +31,9 @@ def compile_models(sam2: torch.nn.Module, grounder: Optional[Any] = None) -> Non
 
     if isinstance(grounder, Florence2Grounder):
         grounder.model.get_image_features = compiled(grounder.model.get_image_features)
+        from transformers import CompileConfig
+
+        mode = "reduce-overhead" if COMPILE_BACKEND == "inductor" else None  # CUDA graphs; other backends: none
+        decoding = CompileConfig(backend=COMPILE_BACKEND, mode=mode)
+        decoding._compile_all_devices = True  # transformers compiles only on accelerators unless told
+        grounder.generation_options = {"cache_implementation": "static", "compile_config": decoding}

@@ -87,6 +87,7 @@ class Florence2Grounder:
         self.device = resolve_device(device)
         self.processor, self.model = load_model_and_processor(config, self.device, bf16)
         self.logits_processor = logits_processor
+        self.generation_options: Dict[str, Any] = {}  # more generate() arguments: speed switches (speed.py)
         tokenizer = self.processor.tokenizer
         self._image_token_id = self.model.config.image_token_id
         self._num_image_tokens = self.processor.image_processor.image_seq_length
@@ -185,6 +186,7 @@ class Florence2Grounder:
             return_dict_in_generate=True,
             logits_processor=self.logits_processor,
             **beam_settings,
+            **self.generation_options,
         )
         log_probs = self.model.compute_transition_scores(
             out.sequences, out.logits, beam_indices=getattr(out, "beam_indices", None), normalize_logits=True

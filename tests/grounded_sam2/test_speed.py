@@ -33,6 +33,9 @@ def test_compiled_models_label_like_the_plain_ones(tiny_florence, small_sam2, im
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     expected, got = plain.pipeline.predict_batch(images), fast.pipeline.predict_batch(images)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs, "the compiled functions ran"
+    florence = fast.pipeline.grounder.model
+    assert hasattr(florence, "_compiled_call") and not hasattr(plain.pipeline.grounder.model, "_compiled_call"), \
+        "Florence-2's decoding step was compiled (static cache)"
     for e, g in zip(expected, got):
         assert len(e) == len(g) > 0
         np.testing.assert_array_equal(g.mask, e.mask)
