@@ -10,19 +10,28 @@ import torch
 
 import segmenter
 
-from meta_reference import build_meta_model, import_meta_sam2
+from meta_reference import import_meta_sam2, meta_config_name
 
 # Random weights give large, overlapping masks: most cases turn box NMS off (threshold 1) so that
-# many masks are compared, in NMS order; "default NMS" checks which mask suppression keeps.
+# many masks are compared, in NMS order; "default NMS" checks which mask suppression keeps. The
+# whole-image cases run the models at their 1024 input; the others, whose settings change the
+# generator's logic and not the model's, at a 256 input (the crop layer encodes five crops with
+# each model: sixteen times cheaper there). At 256 every point of some crop falls under a stability
+# of 0.3, which Meta's generator cannot take (an empty crop fails in its box_area): the crop layer
+# keeps all stabilities there.
 CASES = {
-    "sam2.1 whole image": ("sam2.1_hiera_tiny", dict(points_per_side=4, box_nms_thresh=1.0), 10),
-    "sam2 whole image": ("sam2_hiera_tiny", dict(points_per_side=3, box_nms_thresh=1.0), 5),
-    "sam2.1 default NMS": ("sam2.1_hiera_tiny", dict(points_per_side=3), 1),
+    "sam2.1 whole image": ("sam2.1_hiera_tiny", dict(points_per_side=4, box_nms_thresh=1.0), 10, 1024),
+    "sam2 whole image": ("sam2_hiera_tiny", dict(points_per_side=3, box_nms_thresh=1.0), 5, 1024),
+    "sam2.1 default NMS": ("sam2.1_hiera_tiny", dict(points_per_side=3), 1, 256),
     "sam2.1 crop layer": (
-        "sam2.1_hiera_tiny", dict(points_per_side=2, crop_n_layers=1, box_nms_thresh=1.0, crop_nms_thresh=1.0), 3
+        "sam2.1_hiera_tiny",
+        dict(points_per_side=2, crop_n_layers=1, box_nms_thresh=1.0, crop_nms_thresh=1.0, stability_score_thresh=0.0),
+        3, 256,
     ),
-    "sam2.1 m2m": ("sam2.1_hiera_tiny", dict(points_per_side=2, use_m2m=True, box_nms_thresh=1.0), 3),
-    "sam2.1 single mask": ("sam2.1_hiera_tiny", dict(points_per_side=3, multimask_output=False, box_nms_thresh=1.0), 3),
+    "sam2.1 m2m": ("sam2.1_hiera_tiny", dict(points_per_side=2, use_m2m=True, box_nms_thresh=1.0), 3, 256),
+    "sam2.1 single mask": (
+        "sam2.1_hiera_tiny", dict(points_per_side=3, multimask_output=False, box_nms_thresh=1.0), 3, 256
+    ),
 }
 LOW_THRESHOLDS = dict(pred_iou_thresh=0.0, stability_score_thresh=0.3, points_per_batch=16)
 
@@ -38,15 +47,25 @@ def image() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def models():
+    """models(variant, image_size): Meta's model and ours on the same random weights, built once."""
     cache = {}
 
-    def get(variant):
-        if variant not in cache:
+    def get(variant, image_size):
+        if (variant, image_size) not in cache:
+            import dataclasses
+
+            sam2 = import_meta_sam2()
             state_dict = segmenter.random_state_dict(variant, seed=21)
-            ours = segmenter.build_model(segmenter.resolve_config(variant)).eval()
+            config = dataclasses.replace(segmenter.resolve_config(variant), image_size=image_size)
+            ours = segmenter.build_model(config).eval()
             ours.load_state_dict(state_dict)
-            cache[variant] = (build_meta_model(variant, state_dict), ours)
-        return cache[variant]
+            meta = sam2.build_sam.build_sam2(meta_config_name(variant), ckpt_path=None, device="cpu",
+                                             apply_postprocessing=True,
+                                             hydra_overrides_extra=[f"++model.image_size={image_size}"])
+            meta.load_state_dict(state_dict, strict=True)
+            assert meta.image_size == ours.image_size == image_size
+            cache[variant, image_size] = (meta.eval(), ours)
+        return cache[variant, image_size]
 
     return get
 
@@ -56,11 +75,14 @@ def test_generate_matches_meta(models, image, case):
     import_meta_sam2()
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator as MetaGenerator
 
-    variant, kwargs, min_masks = CASES[case]
-    meta_model, ours_model = models(variant)
+    variant, kwargs, min_masks, image_size = CASES[case]
+    meta_model, ours_model = models(variant, image_size)
     settings = {**LOW_THRESHOLDS, **kwargs}
+    meta_generator = MetaGenerator(meta_model, **settings)
+    # Meta's image predictor writes the backbone's feature sizes for a 1024 input out in full
+    meta_generator.predictor._bb_feat_sizes = [(image_size // stride,) * 2 for stride in (4, 8, 16)]
     with torch.no_grad():
-        reference = MetaGenerator(meta_model, **settings).generate(image)
+        reference = meta_generator.generate(image)
     ours = segmenter.SAM2AutomaticMaskGenerator(ours_model, **settings).generate(image)
     assert len(reference) >= min_masks, "random weights yielded too few masks for a meaningful comparison"
     assert len(ours) == len(reference)
