@@ -228,6 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("-o", "--output", type=Path, default=Path("evaluation"),
                             help="folder for evaluation.json and precision_recall.png (default: ./evaluation)")
 
+    preview = commands.add_parser(
+        "preview", help="an HTML review report of a labeled dataset (summary, histograms, least confident first)",
+        description="Writes one HTML page that opens from disk (no network): the summary (images, labeled, skipped "
+                    "and why, objects per class), confidence histograms per class, and a gallery of a fixed sample "
+                    "of images with their masks, boxes and 'class confidence', the least confident first, with a "
+                    "class filter; its images go to OUT_files/ next to it. Exit codes: 0 done, 2 error.",
+    )
+    preview.add_argument("dataset", type=Path, help="a YOLO folder (or data.yaml), a COCO JSON or COCO split folders")
+    preview.add_argument("-o", "--output", type=Path, default=Path("preview.html"),
+                         help="the HTML file (default: ./preview.html)")
+    preview.add_argument("--max-images", type=int, default=300,
+                         help="images in the gallery, a deterministic sample (default: 300; 0: the summary only)")
+    preview.add_argument("--open", action="store_true", help="open the report in the default browser")
+
     tune = commands.add_parser(
         "tune-prompts", help="pick each class's best prompt among candidates, measured on hand-labeled images",
         description="Grounds and segments every candidate prompt on the images of TRUTH (a YOLO folder with "
@@ -279,7 +293,8 @@ def _run(args) -> int:
         quiet_model_loading()
     try:
         run = {"label": _label, "segment-boxes": _segment_boxes, "segment-everything": _segment_everything,
-               "label-video": _label_video, "evaluate": _evaluate, "tune-prompts": _tune_prompts}[args.command]
+               "label-video": _label_video, "evaluate": _evaluate, "tune-prompts": _tune_prompts,
+               "preview": _preview}[args.command]
         summary = run(args)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
@@ -411,6 +426,13 @@ def _evaluate(args):
     folder = result.write(args.output)
     print(f"wrote {folder / 'evaluation.json'} and {folder / 'precision_recall.png'}", file=sys.stderr)
     return result
+
+
+def _preview(args):
+    from .preview import write_preview
+
+    path = write_preview(args.dataset, args.output, max_images=args.max_images, open_browser=args.open)
+    return f"wrote {path} (its images: {path.with_name(path.stem + '_files')})"
 
 
 def _tune_prompts(args):

@@ -280,3 +280,14 @@ def test_images_that_cannot_be_read_get_a_note(tmp_path):
     text, page = read_page(write_preview(yolo, tmp_path / "yolo.html"))
     assert page.keys() == ["broken", "kept"] and len(page.find("img")) == 1
     assert "cannot draw this image" in "".join(page.text)
+
+
+def test_the_command_writes_the_report_or_a_clear_error(tmp_path, capsys):
+    from grounded_sam2 import cli
+
+    dataset = write_labeled(tmp_path / "ds", "yolo", ORDERED, skipped=SKIPPED)
+    assert cli.main(["preview", str(dataset), "-o", str(tmp_path / "r.html"), "--max-images", "2"]) == cli.EXIT_OK
+    assert f"wrote {tmp_path / 'r.html'}" in capsys.readouterr().out
+    assert len(list((tmp_path / "r_files" / "thumbs").iterdir())) == 2
+    assert cli.main(["preview", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.html")]) == cli.EXIT_ERROR
+    assert "error: dataset not found" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
