@@ -42,7 +42,9 @@ def tiny_grounder(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def label_runs(tmp_path_factory):
-    """The scale-out tests' input and single-process runs (see scale_out.py)."""
+    """The scale-out tests' input and single-process runs (see scale_out.py), started once."""
     from scale_out import LabelRuns
 
-    return LabelRuns(tmp_path_factory.mktemp("scale-out"))
+    runs = LabelRuns(tmp_path_factory.mktemp("scale-out"))
+    yield runs
+    runs.close()

@@ -17,10 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "grounded_sam2.cli"]
 
 
+FORMATS = ("yolo", "coco")
+
+
 class LabelRuns:
     """``label(output, *options)`` runs the command into ``root/output``; ``single(fmt)`` is the
     single-process run of the same configuration, made once per format. One CPU thread per
-    process, so that two workers fit on two cores."""
+    process, so that two workers fit on two cores.
+
+    The single-process runs of both formats start in the background as soon as the input is
+    written, side by side (each uses one core), while the tests start their own runs; ``single``
+    waits for its format's. ``close()`` ends any still running."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -34,6 +41,14 @@ class LabelRuns:
         self.common = [str(a) for a in ["--ontology", "example", "--florence", florence, "--sam2", sam2,
                                         "--no-progress", "--batch-size", "2", "--threads", "1"]]
         self.singles: Dict[str, Tuple[Path, subprocess.CompletedProcess]] = {}
+        self.started: Dict[str, subprocess.Popen] = {}
+        for fmt in FORMATS:
+            with self._log(fmt, "out").open("w") as out, self._log(fmt, "err").open("w") as err:
+                self.started[fmt] = self.label(f"single-{fmt}", "--format", fmt, "--device", "cpu", stdout=out,
+                                               stderr=err, text=True)
+
+    def _log(self, fmt: str, stream: str) -> Path:
+        return self.root / f"single-{fmt}.{stream}"
 
     def label(self, output: str, *options: str, **popen):
         """The command's CompletedProcess, or with Popen arguments the running process."""
@@ -46,10 +61,20 @@ class LabelRuns:
 
     def single(self, fmt: str) -> Tuple[Path, subprocess.CompletedProcess]:
         if fmt not in self.singles:
-            run = self.label(f"single-{fmt}", "--format", fmt, "--device", "cpu")
+            process = self.started.pop(fmt)
+            process.wait(timeout=600)
+            run = subprocess.CompletedProcess(process.args, process.returncode, self._log(fmt, "out").read_text(),
+                                              self._log(fmt, "err").read_text())
             assert run.returncode == 1, run.stderr  # the broken file is skipped
             self.singles[fmt] = self.root / f"single-{fmt}", run
         return self.singles[fmt]
+
+    def close(self) -> None:
+        """End the single-process runs no test waited for."""
+        for process in self.started.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
 
 def summary_lines(stdout: str) -> List[str]:
