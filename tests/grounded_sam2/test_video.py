@@ -315,7 +315,8 @@ def test_grounded_sam2_track_video(tiny_florence, present_sam2):
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through /proc")
 def test_cli_several_videos_one_dataset_each_and_the_same_with_workers_one_killed(tiny_models, tmp_path):
     """Per video: OUT/<name>/, the dataset one video alone gives; --devices cpu:2 labels the
-    videos in two workers, one killed mid-run, and writes the same files."""
+    videos in two workers, one killed mid-run, and writes the same files. The three commands run
+    side by side (the single-process ones use one core each); the results are compared at the end."""
     import signal
 
     from scale_out import wait_until_written, worker_pids
@@ -324,25 +325,37 @@ def test_cli_several_videos_one_dataset_each_and_the_same_with_workers_one_kille
     videos = [write_video(tmp_path / "a.avi", scene(4)), write_video(tmp_path / "b.avi", scene(2))]
     common = ["--ontology", "example", "--florence", florence, "--sam2", sam2, "--every", "2", "--no-progress",
               "--format", "coco", "--threads", "1"]
-    alone = cli("label-video", videos[1], "-o", tmp_path / "alone", *common, "--device", "cpu")
-    one_process = cli("label-video", *videos, "-o", tmp_path / "one", *common, "--device", "cpu")
-    for run in (alone, one_process):
-        assert run.returncode == 0, run.stderr
-    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["a", "b"]
-    assert "frames: 4 tracked" in one_process.stdout and "frames: 2 tracked" in one_process.stdout
-    assert (tmp_path / "one" / "a" / "video.json").is_file()
-    assert normalized_dataset(tmp_path / "one" / "b") == normalized_dataset(tmp_path / "alone")
+
+    def start(name, *args):
+        """The command running, its output going to tmp_path/<name>.out and .err."""
+        with (tmp_path / f"{name}.out").open("w") as out, (tmp_path / f"{name}.err").open("w") as err:
+            return subprocess.Popen([*CLI, *map(str, args)], cwd=ROOT, env=CLI_ENV, stdout=out, stderr=err)
+
+    def finished(name, process):
+        process.wait(timeout=600)
+        assert process.returncode == 0, (tmp_path / f"{name}.err").read_text()
+        return (tmp_path / f"{name}.out").read_text()
 
     output = tmp_path / "workers"
-    process = subprocess.Popen([*CLI, "label-video", *map(str, videos), "-o", str(output), *common, "--devices",
-                                "cpu:2"], cwd=ROOT, env=CLI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    wait_until_written(process, output, "*/.work/*.json")
-    victims = worker_pids(process.pid)
-    assert victims, "no worker found"
-    os.kill(victims[0], signal.SIGKILL)
-    stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr
+    running = {"workers": start("workers", "label-video", *videos, "-o", output, *common, "--devices", "cpu:2"),
+               "alone": start("alone", "label-video", videos[1], "-o", tmp_path / "alone", *common, "--device", "cpu"),
+               "one": start("one", "label-video", *videos, "-o", tmp_path / "one", *common, "--device", "cpu")}
+    try:
+        process = running["workers"]
+        wait_until_written(process, output, "*/.work/*.json")
+        victims = worker_pids(process.pid)
+        assert victims, "no worker found"
+        os.kill(victims[0], signal.SIGKILL)
+        stdout = {name: finished(name, run) for name, run in running.items()}
+    finally:
+        for run in running.values():
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["a", "b"]
+    assert "frames: 4 tracked" in stdout["one"] and "frames: 2 tracked" in stdout["one"]
+    assert (tmp_path / "one" / "a" / "video.json").is_file()
+    assert normalized_dataset(tmp_path / "one" / "b") == normalized_dataset(tmp_path / "alone")
     assert normalized_dataset(output) == normalized_dataset(tmp_path / "one")
 
 
