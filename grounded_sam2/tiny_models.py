@@ -249,14 +249,18 @@ TINY_GROUNDERS: Dict[str, Callable[..., Path]] = {
 }
 
 
+TINY_SAM2_IMAGE_SIZE = 256  # the tiny SAM 2's input: 16x less encoder work than 1024
+
+
 def make_tiny_models(directory: Union[str, Path], grounders: Sequence[str] = ("florence2",)) -> Tuple[Path, Path]:
     """Write a tiny random model for each grounding backend in ``grounders`` (``DIR/<backend>``;
     all of them: ``tuple(TINY_GROUNDERS)``) and ``DIR/sam2.pt`` (random SAM 2.1 tiny in Meta's
-    format). Returns ``(DIR/<first backend>, DIR/sam2.pt)``: pass them as ``florence=`` (or
+    format, also naming a :data:`TINY_SAM2_IMAGE_SIZE` input, which only this project's loader
+    reads). Returns ``(DIR/<first backend>, DIR/sam2.pt)``: pass them as ``florence=`` (or
     ``grounder="<backend>:<dir>"``) and ``sam2=``."""
     from segmenter import save_random_checkpoint
 
     directory = Path(directory)
     written = [TINY_GROUNDERS[name](directory / name) for name in grounders]
-    sam2 = save_random_checkpoint(directory / "sam2.pt", "sam2.1_hiera_tiny")
+    sam2 = save_random_checkpoint(directory / "sam2.pt", "sam2.1_hiera_tiny", image_size=TINY_SAM2_IMAGE_SIZE)
     return written[0], sam2

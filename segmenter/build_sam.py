@@ -1,11 +1,12 @@
 """Builders: a SAM 2 model from a variant config, optionally with its checkpoint loaded."""
 
+import dataclasses
 from pathlib import Path
 from typing import Union
 
 import torch
 
-from .checkpoint import detect_variant, load_state_dict_into, read_checkpoint, resolve_checkpoint
+from .checkpoint import detect_variant, load_checkpoint, load_state_dict_into, resolve_checkpoint
 from .config import ConfigError, SAM2Config, resolve_config
 from .device import resolve_device
 from .modeling.hiera import Hiera
@@ -92,7 +93,7 @@ def build_sam2(
     state_dict = None
     if ckpt_path is not None:
         path = resolve_checkpoint(ckpt_path)
-        state_dict = read_checkpoint(path)
+        state_dict, image_size = load_checkpoint(path)
         detected = detect_variant(state_dict, source=path)
         if config is None:
             config = detected
@@ -100,6 +101,8 @@ def build_sam2(
             detected.num_trunk_blocks, detected.trunk.embed_dim, detected.version
         ):
             raise ConfigError(f"checkpoint {path} holds {detected.name}, but the config asks for {config.name}")
+        if image_size is not None:  # the checkpoint names its input size (tiny smoke-test models)
+            config = dataclasses.replace(config, image_size=image_size)
     elif config is None:
         raise ConfigError("build_sam2 needs a config, a checkpoint, or both")
 

@@ -6,7 +6,7 @@ to do, never a traceback from deep inside torch.
 """
 
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -91,6 +91,13 @@ def resolve_checkpoint(ckpt: Union[str, Path]) -> Path:
 
 def read_checkpoint(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """The state dict stored in a Meta-format checkpoint file."""
+    return load_checkpoint(path)[0]
+
+
+def load_checkpoint(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], Optional[int]]:
+    """(state dict, input size or None) of a Meta-format checkpoint file. Meta's files hold only
+    ``"model"``; a file may also name the input size it is meant for (``"image_size"``, an integer
+    multiple of 16), as the tiny smoke-test checkpoints of ``make-tiny-models`` do."""
     path = Path(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
@@ -110,7 +117,11 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: entries that are not tensors: {_short_list(bad)}")
-    return state_dict
+    image_size = data.get("image_size")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size <= 0 or image_size % 16):
+        raise CheckpointError(f"{path}: image_size must be a positive multiple of 16, got {image_size!r}")
+    return state_dict, image_size
 
 
 def detect_variant(state_dict: Dict[str, torch.Tensor], source: Union[str, Path] = "checkpoint") -> SAM2Config:

@@ -8,7 +8,7 @@ weights are scaled by fan-in so activations stay in a sane range through the dee
 """
 
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import torch
 from torch import nn
@@ -51,9 +51,15 @@ def random_state_dict(variant: Union[str, SAM2Config], seed: int = 0) -> Dict[st
     return state
 
 
-def save_random_checkpoint(path: Union[str, Path], variant: Union[str, SAM2Config], seed: int = 0) -> Path:
-    """Write ``{"model": random_state_dict(variant, seed)}`` to ``path``, as Meta's files are laid out."""
+def save_random_checkpoint(path: Union[str, Path], variant: Union[str, SAM2Config], seed: int = 0,
+                           image_size: Optional[int] = None) -> Path:
+    """Write ``{"model": random_state_dict(variant, seed)}`` to ``path``, as Meta's files are laid out.
+    ``image_size``: also record an input size (``"image_size"``, which Meta's loader ignores and
+    :func:`~segmenter.build_sam2` builds the model at); the weights are the same at every size."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": random_state_dict(variant, seed)}, path)
+    data = {"model": random_state_dict(variant, seed)}
+    if image_size is not None:
+        data["image_size"] = int(image_size)
+    torch.save(data, path)
     return path

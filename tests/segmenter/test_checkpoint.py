@@ -163,3 +163,16 @@ def test_random_state_dict_is_deterministic_and_not_degenerate():
     assert a["image_encoder.trunk.pos_embed"].abs().mean() > 0.01  # exercises the bicubic resize
     gains = a["image_encoder.trunk.blocks.0.norm1.weight"]
     assert 0.5 < float(gains.mean()) < 1.5 and float(gains.std()) > 0.01
+
+
+def test_a_checkpoint_may_name_its_input_size(tmp_path):
+    """Meta's files hold only "model"; a tiny smoke-test file may also name its input size, which
+    the model is built at (the weights fit every size); a bad size is refused."""
+    path = segmenter.save_random_checkpoint(tmp_path / "small.pt", "sam2.1_hiera_tiny", image_size=256)
+    model = segmenter.build_sam2(None, path)
+    assert model.image_size == 256 and segmenter.build_sam2("sam2.1_hiera_t.yaml", path).image_size == 256
+    assert segmenter.build_sam2(None, segmenter.save_random_checkpoint(tmp_path / "meta.pt", "sam2.1_hiera_tiny")
+                                ).image_size == 1024
+    torch.save({**torch.load(path, weights_only=True), "image_size": 100}, tmp_path / "bad.pt")
+    with pytest.raises(segmenter.CheckpointError, match="image_size must be a positive multiple of 16, got 100"):
+        segmenter.build_sam2(None, tmp_path / "bad.pt")
