@@ -101,7 +101,7 @@ def test_cli(tmp_path):
     from segmenter import save_random_checkpoint
 
     root = Path(__file__).resolve().parents[2]
-    sam2 = save_random_checkpoint(tmp_path / "sam2.pt", "sam2.1_hiera_tiny")
+    sam2 = save_random_checkpoint(tmp_path / "sam2.pt", "sam2.1_hiera_tiny", image_size=256)
     source = yolo_detection_dataset(tmp_path / "yolo")
     env = {**os.environ, "PYTHONPATH": str(root)}
     run = [sys.executable, "-m", "grounded_sam2.cli", "segment-boxes"]

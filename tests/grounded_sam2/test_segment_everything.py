@@ -50,7 +50,7 @@ def test_cli(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     write_images(tmp_path / "in")
-    sam2 = save_random_checkpoint(tmp_path / "sam2.pt", "sam2.1_hiera_tiny")
+    sam2 = save_random_checkpoint(tmp_path / "sam2.pt", "sam2.1_hiera_tiny", image_size=256)
     result = subprocess.run(
         [sys.executable, "-m", "grounded_sam2.cli", "segment-everything", tmp_path / "in",
          "-o", tmp_path / "out",
