@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return segmenter.save_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", "sam2.1_hiera_tiny")
+    return segmenter.save_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", "sam2.1_hiera_tiny",
+                                            image_size=256)  # a 256 input: quick
 
 
 def run(*args) -> subprocess.CompletedProcess:
