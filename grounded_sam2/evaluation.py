@@ -123,7 +123,7 @@ class Evaluation:
             for name, values in rows:
                 best = self.curves[kind][name].best
                 threshold = "-" if best["threshold"] is None else f"{best['threshold']:.3f}"
-                lines.append(f"{_clip(name, 20):<20}" + "".join(_cell(values[m]) for m in METRICS)
+                lines.append(f"{clip_text(name, 20):<20}" + "".join(_cell(values[m]) for m in METRICS)
                              + f"{best['f1']:>8.3f}{threshold:>9}")
         lines.append("")
         reported = [
@@ -190,7 +190,8 @@ def evaluate(predicted: Union[str, Path, LabeledDataset], truth: Union[str, Path
                     f"{image.key} is {prediction.width}x{prediction.height} in the predictions and "
                     f"{truth_instances.width}x{truth_instances.height} in the truth: label the same images")
             has_scores &= prediction.scores is not None or not len(prediction)
-            prediction = _subset(prediction, to_truth_class[prediction.class_ids] >= 0, to_truth_class)
+            keep = to_truth_class[prediction.class_ids] >= 0
+            prediction = prediction.select(keep, to_truth_class[prediction.class_ids[keep]])
         pairs.append((truth_instances, prediction))
     if not any(len(t) for t, _ in pairs):
         raise EvaluationError(f"the truth dataset {truth.path} holds no labeled object")
@@ -321,13 +322,6 @@ def _curve(scores: List[np.ndarray], matched: List[np.ndarray], truth_objects: i
     return Curve(scores[last_of_each_score], precision, recall, truth_objects)
 
 
-def _subset(instances: Instances, keep: np.ndarray, to_truth_class: np.ndarray) -> Instances:
-    """The objects ``keep`` selects, with their classes as truth class indices."""
-    return Instances(instances.height, instances.width, to_truth_class[instances.class_ids[keep]],
-                     instances.xyxy[keep], [r for r, k in zip(instances.rles, keep) if k],
-                     None if instances.scores is None else instances.scores[keep], instances.iscrowd[keep])
-
-
 def _all_masks(instances) -> bool:
     return all(r is not None for i in instances for r in i.rles)
 
@@ -354,6 +348,7 @@ def _listed(names: Sequence[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
 
 
-def _clip(text: str, width: int) -> str:
+def clip_text(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters for a table cell, ``~`` marking a cut."""
     return text if len(text) <= width else text[: width - 1] + "~"
 

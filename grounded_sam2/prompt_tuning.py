@@ -38,7 +38,7 @@ import yaml
 from .config import PipelineConfig
 from .datasets.reading import Instances, LabeledDataset, read_dataset
 from .errors import GroundedSAM2Error
-from .evaluation import Evaluation, evaluate_instances
+from .evaluation import Evaluation, clip_text, evaluate_instances
 from .filters import filter_boxes
 from .images import to_rgb_uint8
 from .ontology import Ontology
@@ -98,7 +98,7 @@ class TuningResult:
             lines += ["", f"{name}", f"  {'rank':<6}{'prompt':<32}{'AP':>8}{'AP50':>8}{'F1':>8}{'at conf':>9}"]
             for rank, c in enumerate(candidates, start=1):
                 threshold = "-" if c.best["threshold"] is None else f"{c.best['threshold']:.3f}"
-                lines.append(f"  {rank:<6}{_clip(json.dumps(c.prompt), 32):<32}{c.ap:>8.3f}{c.ap50:>8.3f}"
+                lines.append(f"  {rank:<6}{clip_text(json.dumps(c.prompt), 31):<32}{c.ap:>8.3f}{c.ap50:>8.3f}"
                              f"{c.best['f1']:>8.3f}{threshold:>9}")
         confidence = "-" if self.min_confidence is None else f"{self.min_confidence:.3f}"
         lines += ["", f"best ontology: {json.dumps(self.ontology)}",
@@ -192,10 +192,10 @@ def tune_prompts(
                 requests[i] += [BoxRequest(b.xyxy, round_prompts.index(b.prompt), b.prompt, b.confidence, b.prompt)
                                 for b in kept]
         for array, instances, detections in zip(arrays, truths, pipeline.segmenter.segment(arrays, requests)):
+            truth_of = {name: _only_class(instances, truth.classes.index(name)) for name in candidates}
+            prompt_of = np.asarray(detections.data["prompt"])
             for (name, prompt), found in pairs.items():
-                k = truth.classes.index(name)
-                own = np.asarray(detections.data["prompt"]) == prompt
-                found.append((_only_class(instances, k), _as_instances(detections, own, k, *array.shape[:2])))
+                found.append((truth_of[name], _as_instances(detections, prompt_of == prompt, *array.shape[:2])))
         bar.update(len(images))
     bar.close()
 
@@ -225,12 +225,10 @@ def _rounds(candidates: Dict[str, List[str]]) -> List[List[str]]:
 def _only_class(instances: Instances, k: int) -> Instances:
     """The objects of class k, as class 0."""
     keep = instances.class_ids == k
-    return Instances(instances.height, instances.width, np.zeros(int(keep.sum()), int), instances.xyxy[keep],
-                     [r for r, kept in zip(instances.rles, keep) if kept],
-                     None if instances.scores is None else instances.scores[keep], instances.iscrowd[keep])
+    return instances.select(keep, np.zeros(int(keep.sum()), int))
 
 
-def _as_instances(detections, keep: np.ndarray, class_index: int, height: int, width: int) -> Instances:
+def _as_instances(detections, keep: np.ndarray, height: int, width: int) -> Instances:
     """The kept detections as class 0 objects scored by their grounding confidence."""
     from pycocotools import mask as mask_utils
 
@@ -261,7 +259,3 @@ def _joined(parts: List[Tuple[int, Instances]]) -> Instances:
         np.concatenate([p.xyxy for _, p in parts]).reshape(-1, 4), [r for _, p in parts for r in p.rles],
         None if any(s is None for s in scores) else np.concatenate(scores),
         np.concatenate([p.iscrowd for _, p in parts]))
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width - 1 else text[: width - 2] + "~"

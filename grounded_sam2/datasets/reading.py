@@ -84,6 +84,13 @@ class Instances:
     def __len__(self) -> int:
         return len(self.class_ids)
 
+    def select(self, keep: np.ndarray, class_ids: Optional[np.ndarray] = None) -> "Instances":
+        """The objects the N bools ``keep`` select; with ``class_ids`` (one per kept object) as
+        their classes instead of their own."""
+        return Instances(self.height, self.width, self.class_ids[keep] if class_ids is None else class_ids,
+                         self.xyxy[keep], [r for r, k in zip(self.rles, keep) if k],
+                         None if self.scores is None else self.scores[keep], self.iscrowd[keep])
+
     def masks(self) -> Optional[np.ndarray]:
         """NxHxW bool masks, or None when an object has no mask."""
         if any(r is None for r in self.rles):
