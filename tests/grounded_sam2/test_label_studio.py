@@ -185,3 +185,11 @@ def test_the_dataset_settings_of_earlier_manifests_are_unchanged():
     """A new format adds no DatasetConfig field: datasets written before resume as before."""
     assert asdict(DatasetConfig()) == {"format": "yolo", "split": (0.8, 0.2, 0.0), "seed": 0,
                                        "coco_mask_format": "rle"}
+
+
+@pytest.mark.parametrize("command", [["label", "photos"], ["label-video", "clip.mp4"]])
+def test_the_labeling_commands_offer_the_format(command):
+    from grounded_sam2 import cli
+
+    args = cli.build_parser().parse_args([*command, "-o", "out", "--ontology", "example", "--format", "label-studio"])
+    assert args.format == "label-studio"
