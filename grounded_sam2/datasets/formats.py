@@ -48,6 +48,7 @@ part's index appended (Label Studio wants every result item of a task to have it
 are not written as Label Studio brushes (its own RLE): polygons are what an annotator edits.
 """
 
+import functools
 import heapq
 import operator
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -63,9 +64,6 @@ LABEL_STUDIO_CONTROL = "label"  # Label Studio: the PolygonLabels tag's name, ev
 LABEL_STUDIO_IMAGE = "image"  # the Image tag's name (to_name) and the task data key it shows ($image)
 
 _MIN_POINTS = 3  # a polygon needs at least 3 vertices
-_CHUNK_ELEMENTS = 1 << 20  # point-run pairs per block when joining parts (bounds memory)
-_RUN = 16  # consecutive contour vertices measured together when joining parts
-_BRUTE_FORCE_PAIRS = 1 << 14  # fewer point-vertex pairs than this are all measured
 
 
 def mask_to_polygon(mask: np.ndarray) -> Optional[np.ndarray]:
@@ -88,8 +86,17 @@ def yolo_segmentation_row(class_id: int, mask: np.ndarray) -> Optional[str]:
     if polygon is None:
         return None
     height, width = np.shape(mask)
-    values = (polygon.astype(np.float64) / (width, height)).ravel()
-    return f"{class_id} " + " ".join(f"{value:.6f}" for value in values)
+    values = np.empty(2 * len(polygon), dtype=object)
+    values[0::2] = _normalised_text(width)[polygon[:, 0].astype(np.int64)]
+    values[1::2] = _normalised_text(height)[polygon[:, 1].astype(np.int64)]
+    return f"{class_id} " + " ".join(values.tolist())
+
+
+@functools.lru_cache(maxsize=64)
+def _normalised_text(size: int) -> np.ndarray:
+    """``f"{i / size:.6f}"`` for every pixel index i < ``size``, as an object array: a vertex is a
+    whole pixel, so a row's values are looked up rather than formatted one by one."""
+    return np.array([f"{i / size:.6f}" for i in range(size)], dtype=object)
 
 
 def yolo_detection_row(class_id: int, xyxy, width: int, height: int) -> Optional[str]:
@@ -248,54 +255,84 @@ def _join_parts(parts: List[np.ndarray]) -> np.ndarray:
     ``..., anchor, entry, <rest of the part>, entry, anchor, ...``, at the anchor's first occurrence
     in the polygon built so far.
 
-    Exact, and near-linear on fragmented masks (Prim's algorithm over the parts): every vertex of a
-    part not joined yet keeps its squared distance to the nearest joined vertex and that vertex.
-    Only the part joined last can bring a vertex closer, and only a vertex whose distance to that
-    part's bounding box is below its current distance; the other vertices are not looked at."""
+    Exact, and near-linear in the V vertices (Prim's algorithm over the parts, on the Delaunay graph
+    of the vertices: O(V) edges). The nearest pairs between the joined parts and the part to join next are always
+    Delaunay edges: such a pair's diametral disk holds no other vertex (one inside, or on its
+    circle, would be nearer to one end than the other end is), so the pair is a Gabriel edge, and
+    every Delaunay triangulation, degenerate ones included, has all Gabriel edges. A part's heap
+    key is its shortest edge to a joined part, never below its true distance, and equal to it for
+    every part at the smallest distance: the parts come off the heap in the documented order, and
+    the nearest pairs that pick the entry and the anchor are among the edges of the part joined."""
+    if len(parts) == 1:
+        return parts[0]
     points = np.concatenate(parts)
     lengths = np.array([len(part) for part in parts])
     starts = np.concatenate([[0], np.cumsum(lengths[:-1])])
-    boxes = np.array([[*part.min(axis=0), *part.max(axis=0)] for part in parts])  # x1 y1 x2 y2
-    distance = np.full(len(points), np.inf)
-    anchor = np.zeros(len(points), dtype=np.int64)  # index into ``points`` of the nearest joined vertex
-    nearest = np.full(len(parts), np.inf)  # per part: the smallest ``distance`` of its vertices
-    farthest = np.full(len(parts), np.inf)  # and the largest
-    pending = np.ones(len(parts), dtype=bool)
-    pending[0] = False
-    queue: List[Tuple[float, int]] = []  # (part distance, part): on ties the lowest part comes first
+    part_of = np.repeat(np.arange(len(parts)), lengths)
+    # a place a contour passes twice (a one-pixel-wide neck) is triangulated once, as its first vertex
+    places = points[:, 1] * (int(points[:, 0].max()) + 1) + points[:, 0]
+    _, first, inverse, counts = np.unique(places, return_index=True, return_inverse=True, return_counts=True)
+    twins = (counts > 1)[inverse.reshape(-1)]
+    a, b = (first[ends] for ends in _delaunay_edges(points[first]))
+    between = part_of[a] != part_of[b]
+    a, b = a[between], b[between]
+    # every edge both ways, grouped by the part of its first end
+    source, target = np.concatenate([a, b]), np.concatenate([b, a])
+    order = np.argsort(part_of[source], kind="stable")
+    source, target = source[order], target[order]
+    squared = _squared(points[source], points[target])
+    bounds = np.searchsorted(part_of[source], np.arange(len(parts) + 1)).tolist()
+    # plain lists: the loop below looks at a few edges per part, where numpy calls cost more
+    squared, source, target, to_part = squared.tolist(), source.tolist(), target.tolist(), part_of[target].tolist()
+    rank = [-1] * len(parts)  # join order; -1 while pending
+    rank[0] = 0
+    queue: List[Tuple[int, int]] = []  # (squared distance, part): on ties the lowest part comes first
     entries = {0: 0}  # joined part -> the position of its entry vertex in the part
     spliced: Dict[int, List[int]] = {}  # vertex (index into ``points``) -> parts entered from it, in order
     newest = 0
-    for _ in range(len(parts) - 1):
-        box = boxes[newest]
-        near = np.flatnonzero(pending & (_box_gaps(boxes, box) < farthest))  # parts it may bring closer
-        if len(near):
-            vertices = np.concatenate([np.arange(starts[k], starts[k] + lengths[k]) for k in near])
-            candidates = vertices[_box_gaps(np.tile(points[vertices], 2), box) < distance[vertices]]
-            _update_nearest(int(starts[newest]), parts[newest], points, distance, anchor, candidates)
-            bounds = np.concatenate([[0], np.cumsum(lengths[near][:-1])])
-            nearest_now = np.minimum.reduceat(distance[vertices], bounds)
-            farthest[near] = np.maximum.reduceat(distance[vertices], bounds)
-            closer = nearest_now < nearest[near]
-            for k, d in zip(near[closer].tolist(), nearest_now[closer].tolist()):
-                heapq.heappush(queue, (d, k))
-            nearest[near] = nearest_now
+    for step in range(1, len(parts)):
+        for edge in range(bounds[newest], bounds[newest + 1]):
+            if rank[to_part[edge]] < 0:
+                heapq.heappush(queue, (squared[edge], to_part[edge]))
         while True:
             part_distance, newest = heapq.heappop(queue)
-            if pending[newest] and part_distance == nearest[newest]:
+            if rank[newest] < 0:
                 break
-        pending[newest] = False
-        entry = int(np.argmin(distance[starts[newest] : starts[newest] + lengths[newest]]))  # the first on ties
-        entries[newest] = entry
-        spliced.setdefault(_first_occurrence(int(anchor[starts[newest] + entry]), points, entries, starts, lengths),
-                           []).append(newest)
+        # the part's first nearest vertex, and the earliest joined part's first vertex nearest to it
+        entry, _, anchor = min(
+            (source[edge], rank[to_part[edge]], target[edge])
+            for edge in range(bounds[newest], bounds[newest + 1])
+            if squared[edge] == part_distance and rank[to_part[edge]] >= 0
+        )
+        rank[newest] = step
+        entries[newest] = entry - int(starts[newest])
+        if twins[anchor]:
+            anchor = _first_occurrence(anchor, points, entries, starts, lengths)
+        spliced.setdefault(anchor, []).append(newest)
     return points[_polygon_order(entries, spliced, starts, lengths)]
+
+
+def _delaunay_edges(points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The edges (two index arrays, each edge once) of a Delaunay triangulation of distinct
+    integer (x, y) points, by OpenCV's incremental ``Subdiv2D`` (about 5x faster than Qhull here),
+    on the points moved next to the origin, which keeps its double-precision in-circle tests on
+    small integers. Points on one line give the pairs of neighbours along it."""
+    points = points - points.min(axis=0) + 1
+    width, height = points.max(axis=0) + 2
+    subdivision = cv2.Subdiv2D((0, 0, int(width), int(height)))
+    subdivision.insert(points.astype(np.float32))
+    ends = subdivision.getEdgeList().reshape(-1, 2, 2)  # x1 y1 x2 y2; some end at its outer corners
+    ends = ends[((ends > 0) & (ends < (width, height))).all(axis=(1, 2))].astype(np.int64)
+    keys = points[:, 1] * width + points[:, 0]
+    order = np.argsort(keys)
+    found = np.searchsorted(keys[order], ends[..., 1] * width + ends[..., 0])
+    return order[found[:, 0]], order[found[:, 1]]
 
 
 def _first_occurrence(vertex: int, points: np.ndarray, entries: Dict[int, int], starts: np.ndarray,
                       lengths: np.ndarray) -> int:
-    """The vertex of the same part at the same place that its walk from its entry reaches first (a
-    contour passes twice through a one-pixel-wide neck): parts are spliced in there."""
+    """The vertex of the same part at the same place that its walk from its entry reaches first:
+    parts are spliced in there."""
     part = int(np.searchsorted(starts, vertex, side="right")) - 1
     walk = _walk(part, entries, starts, lengths)
     return int(walk[np.flatnonzero((points[walk] == points[vertex]).all(axis=1))[0]])
@@ -311,95 +348,38 @@ def _polygon_order(entries: Dict[int, int], spliced: Dict[int, List[int]], start
     """The joined polygon as indexes into the parts' concatenated vertices, from part 0. A part
     entered from a vertex comes right after that vertex's first occurrence (where the vertex lies
     in its own part's walk), so parts entered from one vertex later come first:
-    ``v, <last part entered from v>, its entry, v, ..., <first part entered from v>, its entry, v``."""
-    branching = np.zeros(int(starts[-1] + lengths[-1]), dtype=bool)
-    branching[list(spliced)] = True
+    ``v, <last part entered from v>, its entry, v, ..., <first part entered from v>, its entry, v``.
+    Plain lists: a walk emits vertex by vertex and branches at a few of them."""
+    starts, lengths = starts.tolist(), lengths.tolist()
 
-    def walk(part: int) -> Tuple[np.ndarray, Iterator[int]]:
-        """A part's vertices from its entry on, and the positions of those parts were entered from."""
-        vertices = _walk(part, entries, starts, lengths)
-        return vertices, iter(np.flatnonzero(branching[vertices]).tolist())
+    def walk(part: int) -> List[int]:
+        """A part's vertices from its entry on."""
+        start, entry, end = starts[part], starts[part] + entries[part], starts[part] + lengths[part]
+        return [*range(entry, end), *range(start, entry)]
 
-    pieces: List[np.ndarray] = []
-    stack = [[*walk(0), 0, []]]  # per walk in progress: vertices, branches, emitted so far, parts to enter
+    order: List[int] = []
+    stack = [[walk(0), 0, []]]  # per walk in progress: vertices, emitted so far, parts to enter
     while stack:
-        vertices, branches, emitted, to_enter = frame = stack[-1]
+        frame = stack[-1]
+        vertices, emitted, to_enter = frame
         if to_enter:  # parts entered from the vertex just emitted, the last entered first
-            stack.append([*walk(to_enter.pop()), 0, []])
-            continue
-        branch = next(branches, None)
-        stop = len(vertices) if branch is None else branch + 1
-        pieces.append(vertices[emitted:stop])
-        frame[2] = stop
-        if branch is not None:
-            frame[3] = list(spliced[int(vertices[branch])])
-            continue
-        stack.pop()
-        if stack:  # back along the seam: the entry again, then the anchor again
-            parent_vertices, _, parent_emitted, _ = stack[-1]
-            pieces.append(np.array([vertices[0], parent_vertices[parent_emitted - 1]]))
-    return np.concatenate(pieces)
-
-
-def _box_gaps(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Squared distance between each of ``boxes`` (Nx4 x1 y1 x2 y2) and ``box``: a lower bound of
-    the squared distance between a point of one and a point of the other."""
-    dx = np.maximum(0, np.maximum(boxes[:, 0] - box[2], box[0] - boxes[:, 2]))
-    dy = np.maximum(0, np.maximum(boxes[:, 1] - box[3], box[1] - boxes[:, 3]))
-    return dx * dx + dy * dy
-
-
-def _update_nearest(offset: int, source: np.ndarray, points: np.ndarray, distance: np.ndarray,
-                    anchor: np.ndarray, indices: np.ndarray) -> None:
-    """For the points at ``indices``: lower ``distance`` (squared) and set ``anchor`` in place where a
-    vertex of ``source`` (the points from ``offset`` on) is strictly closer than the current anchor,
-    so ties keep the earlier anchor, and among equally near vertices of ``source`` the first.
-
-    Many points against a long contour (the first, largest part) are measured run by run:
-    ``source`` is cut into runs of consecutive vertices, which lie close together on a contour, and
-    a point is measured only against the runs whose bounding box is no farther than the nearer of
-    its current distance and its distance to the run with the nearest box."""
-    count = len(source)
-    if count * len(indices) <= _BRUTE_FORCE_PAIRS:
-        keys = _squared(points[indices][:, None, :], source[None]) * count + np.arange(count)
-        _lower(distance, anchor, indices, offset, keys.min(axis=1), count)
-        return
-    run_starts = np.arange(0, count, _RUN)
-    runs = np.concatenate([np.minimum.reduceat(source, run_starts), np.maximum.reduceat(source, run_starts)], axis=1)
-    padded = np.concatenate([source, np.repeat(source[-1:], len(run_starts) * _RUN - count, axis=0)])
-    by_run = padded.reshape(-1, _RUN, 2)
-    vertex_of = np.arange(len(padded)).reshape(-1, _RUN)
-    step = max(1, _CHUNK_ELEMENTS // (len(run_starts) + _RUN))
-    for start in range(0, len(indices), step):
-        at = indices[start : start + step]
-        xy = points[at]
-        gaps = _point_box_gaps(xy, runs)
-        bound = np.minimum(distance[at], _squared(xy[:, None, :], by_run[gaps.argmin(axis=1)]).min(axis=1))
-        point, run = np.nonzero(gaps <= bound[:, None])  # sorted by point
-        keys = _squared(xy[point][:, None, :], by_run[run]) * count + vertex_of[run]
-        first = np.flatnonzero(np.diff(point, prepend=-1))  # each point's first pair
-        # padding repeats the last vertex: its key is never below the last vertex's own
-        _lower(distance, anchor, at[point[first]], offset, np.minimum.reduceat(keys.min(axis=1), first), count)
+            stack.append([walk(to_enter.pop()), 0, []])
+        elif emitted < len(vertices):
+            vertex = vertices[emitted]
+            order.append(vertex)
+            frame[1] = emitted + 1
+            if vertex in spliced:
+                frame[2] = list(spliced[vertex])
+        else:
+            stack.pop()
+            if stack:  # back along the seam: the entry again, then the anchor again
+                parent_vertices, parent_emitted, _ = stack[-1]
+                order += [vertices[0], parent_vertices[parent_emitted - 1]]
+    return np.array(order, dtype=np.int64)
 
 
 def _squared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Squared distances between broadcast (..., 2) integer points."""
     dx = a[..., 0] - b[..., 0]
     dy = a[..., 1] - b[..., 1]
-    return dx * dx + dy * dy
-
-
-def _lower(distance: np.ndarray, anchor: np.ndarray, at: np.ndarray, offset: int, keys: np.ndarray,
-           count: int) -> None:
-    """Apply per-point ``keys`` (squared distance x ``count`` + source vertex) where strictly closer."""
-    best, nearest = np.divmod(keys, count)
-    closer = best < distance[at]
-    distance[at[closer]] = best[closer]
-    anchor[at[closer]] = offset + nearest[closer]
-
-
-def _point_box_gaps(xy: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """NxM squared distances between N points (x, y) and M boxes (x1 y1 x2 y2)."""
-    dx = np.maximum(0, np.maximum(boxes[None, :, 0] - xy[:, None, 0], xy[:, None, 0] - boxes[None, :, 2]))
-    dy = np.maximum(0, np.maximum(boxes[None, :, 1] - xy[:, None, 1], xy[:, None, 1] - boxes[None, :, 3]))
     return dx * dx + dy * dy

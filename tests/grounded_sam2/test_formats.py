@@ -15,6 +15,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from grounded_sam2.datasets.formats import (
+    _delaunay_edges,
     _outer_contours,
     coco_annotation,
     label_studio_polygons,
@@ -209,6 +210,53 @@ def test_parts_join_in_the_documented_order_when_vertices_are_equally_near():
     np.testing.assert_array_equal(mask_to_polygon(mask), documented_join(parts).astype(np.float32))
 
 
+def test_parts_far_apart_in_a_large_image_join_in_the_documented_order():
+    # the triangulation's coordinates span the whole 4000-pixel image
+    mask = np.zeros((3000, 4000), dtype=bool)
+    mask[10:30, 10:40] = True
+    mask[2950:2990, 3900:3990] = True
+    mask[1500:1503, 2000:2010] = True
+    mask[12:20, 3980:3999] = True
+    parts = _outer_contours(mask)
+    np.testing.assert_array_equal(mask_to_polygon(mask), documented_join(parts).astype(np.float32))
+
+
+def gabriel_edges(points):
+    """Pairs (i < j) whose closed diametral disk holds no other point: r is outside it exactly
+    when (r - p) . (r - q) > 0 (integer arithmetic)."""
+    edges = set()
+    for i in range(len(points)):
+        others = points[i + 1 :]
+        dot = ((points[None] - points[i]) * (points[None] - others[:, None])).sum(axis=-1)
+        dot[:, i] = 1
+        dot[np.arange(len(others)), np.arange(i + 1, len(points))] = 1
+        edges.update((i, i + 1 + j) for j in np.flatnonzero((dot > 0).all(axis=1)).tolist())
+    return edges
+
+
+def lattice_points(seed, spacing, offset):
+    """A random subset of a square lattice: every empty circle has many points on it."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(np.arange(14), np.arange(14)), axis=-1).reshape(-1, 2) * spacing
+    return grid[rng.random(len(grid)) < 0.5] + offset
+
+
+@pytest.mark.parametrize("points", [
+    pytest.param(lattice_points(0, 1, 0), id="lattice"),
+    pytest.param(lattice_points(1, 3, 0), id="lattice-spaced"),
+    pytest.param(lattice_points(2, 2, 7000), id="lattice-far-from-origin"),
+    pytest.param(np.unique(np.concatenate(_outer_contours(fragmented_mask(3, 1.2, 0.6, (40, 50)))), axis=0) * 150,
+                 id="contours-spread-over-7000-pixels"),
+    pytest.param(np.array([[0, 0], [1, 1], [2, 2], [5, 5], [9, 9]]), id="collinear"),
+])
+def test_the_triangulation_has_every_gabriel_edge(points):
+    # the joining is exact only if every nearest pair between parts is an edge, and those are Gabriel edges
+    points = np.unique(points.astype(np.int64), axis=0)
+    a, b = _delaunay_edges(points)
+    edges = {(min(i, j), max(i, j)) for i, j in zip(a.tolist(), b.tolist())}
+    assert gabriel_edges(points) <= edges
+
+
 @pytest.mark.parametrize("mask", [np.zeros(5, dtype=bool), np.zeros((2, 5, 5), dtype=bool)], ids=["1-D", "3-D"])
 def test_mask_must_be_2d(mask):
     with pytest.raises(ValueError, match="2-D"):
@@ -232,6 +280,13 @@ def test_segmentation_row_divides_x_by_width_and_y_by_height():
     xy = values.reshape(-1, 2)
     assert xy[:, 0].max() == pytest.approx(159 / 160, abs=1e-6)
     assert xy[:, 1].max() == pytest.approx(39 / 40, abs=1e-6)
+
+
+def test_segmentation_row_values_are_each_vertex_divided_and_written_with_6_decimals():
+    mask = fragmented_mask(4, 1.5, 0.6, shape=(97, 131))
+    polygon = mask_to_polygon(mask).astype(np.float64)
+    expected = " ".join(f"{v:.6f}" for v in (polygon / (131, 97)).ravel())
+    assert yolo_segmentation_row(3, mask) == f"3 {expected}"
 
 
 @pytest.mark.parametrize("class_id, error", [(-1, ValueError), (1.0, TypeError)], ids=["negative", "float"])
