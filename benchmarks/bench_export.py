@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_pipeline import CLASSES, FORCED_BOXES, IMAGE_HW, adg2_export, build_sam2_state, write_images
 
 from bench_common import machine_busy_seconds, own_cpu_seconds

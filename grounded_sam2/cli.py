@@ -76,7 +76,7 @@ def _add_split_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_options(parser: argparse.ArgumentParser, boxes: bool = True) -> None:
     """SAM 2 and device, plus the box commands' batching and box tightening."""
-    from .labeling import DEFAULT_BATCH_SIZE
+    from .labeling import DEFAULT_BATCH_SIZE, LARGE_GPU_BATCH_SIZE, LARGE_GPU_MEMORY_GIB
     from .segmentation import SegmenterConfig
 
     parser.add_argument("--sam2", help="SAM 2 checkpoint: .pt path, hub id or variant name "
@@ -87,7 +87,9 @@ def _add_model_options(parser: argparse.ArgumentParser, boxes: bool = True) -> N
     _flag(parser, "--compile", "torch.compile SAM 2's image encoder and mask decoder and Florence-2's image features: "
                                "faster on a GPU after slow first batches; results change in their last digits")
     if boxes:
-        parser.add_argument("--batch-size", type=int, help=f"images per batch (default: {DEFAULT_BATCH_SIZE})")
+        parser.add_argument("--batch-size", type=int, help=(
+            f"images per batch; part of the configuration (default: the dataset's when resuming, else "
+            f"{DEFAULT_BATCH_SIZE}, or {LARGE_GPU_BATCH_SIZE} on a CUDA GPU with {LARGE_GPU_MEMORY_GIB} GiB or more)"))
         _flag(parser, "--tighten-boxes", "replace boxes by their masks' bounding boxes")
 
 
@@ -318,10 +320,8 @@ def _memory_advice(args) -> str:
         return "Lower --points-per-batch, or --crop-n-layers, or use a smaller --sam2 variant."
     if args.command == "label-video":
         return "Use a smaller --sam2 variant or a shorter video."
-    from .labeling import DEFAULT_BATCH_SIZE
-
-    return (f"Lower --batch-size (now {args.batch_size or DEFAULT_BATCH_SIZE}), "
-            f"or use smaller models (--sam2, --florence).")
+    now = f"now {args.batch_size}" if args.batch_size else "default: 4, or 8 on a large GPU"
+    return f"Lower --batch-size ({now}), or use smaller models (--sam2, --florence)."
 
 
 def _existing(path: Path, what: str) -> Path:

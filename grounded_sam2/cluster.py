@@ -32,7 +32,7 @@ from .config import PipelineConfig
 from .datasets.sources import SourceImage
 from .datasets.writer import DatasetConfig
 from .errors import GroundedSAM2Error, MissingDependencyError, SettingsError
-from .labeling import DEFAULT_BATCH_SIZE, InputFolder, LabelSummary
+from .labeling import InputFolder, LabelSummary
 from .parallel import GroupLabeler, ImageReport, Reports, WorkerError, finish_run, plan_run
 
 INSTALL_RAY = "pip install 'grounded-sam2[ray]'"
@@ -57,7 +57,7 @@ def label_on_ray(
     workers: Optional[int] = None,
     dataset: DatasetConfig = DatasetConfig(),
     extension: Optional[str] = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: Optional[int] = None,
     progress: bool = True,
 ) -> LabelSummary:
     """:func:`grounded_sam2.labeling.label_folder` on a Ray cluster: the same dataset, the same

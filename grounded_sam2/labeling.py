@@ -24,13 +24,14 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, 
 
 import numpy as np
 import supervision as sv
+import torch
 
 from segmenter import SAM2AutomaticMaskGenerator
 
 from .config import DeviceConfig
 from .datasets.reading import read_dataset
 from .datasets.sources import IMAGE_EXTENSIONS, SourceImage, find_images, ignored_files
-from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
+from .datasets.writer import MANIFEST, DatasetConfig, DatasetWriter, ImageResult, read_manifest
 from .errors import InputNotFoundError, SettingsError, is_out_of_memory
 from .images import is_stored_rotated, to_rgb_uint8
 from .pipeline import Pipeline
@@ -39,7 +40,9 @@ from .speed import compile_models
 
 # predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
 PredictFn = Callable[[List[np.ndarray], List[SourceImage]], List[sv.Detections]]
-DEFAULT_BATCH_SIZE = 4  # images per predict call
+DEFAULT_BATCH_SIZE = 4  # images per predict call, unless the device has room for more
+LARGE_GPU_BATCH_SIZE = 8  # the default on a CUDA device with at least LARGE_GPU_MEMORY_GIB
+LARGE_GPU_MEMORY_GIB = 40
 LOADER_THREADS = 2  # threads reading and decoding images ahead of the models
 EXPORT_THREADS = 2  # threads writing results behind them
 LOAD_AHEAD_GROUPS = 2  # groups read ahead of the one being predicted
@@ -256,14 +259,14 @@ def label_folder(
     output: Union[str, Path],
     dataset: DatasetConfig = DatasetConfig(),
     extension: Optional[str] = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: Optional[int] = None,
     progress: bool = True,
 ) -> LabelSummary:
     """Label a folder (searched recursively; ``extension`` restricts the search to one, any
     case) or a list of images with ``pipeline`` into the dataset ``output``. Running it again
-    resumes; a different configuration is refused."""
+    resumes; a different configuration is refused. ``batch_size``: see :func:`resolve_batch_size`."""
     check_output_folder(source, Path(output))
-    check_batch_size(batch_size)
+    batch_size = resolve_batch_size(batch_size, output, pipeline.segmenter.device)
     extensions = [extension] if extension else IMAGE_EXTENSIONS
     images = input_images(source, extensions)
     provenance = {"pipeline": pipeline.describe(), "batch_size": batch_size}
@@ -293,6 +296,34 @@ def input_images(source: InputFolder, extensions: Sequence[str] = IMAGE_EXTENSIO
     return images
 
 
+def default_batch_size(device: Union[str, torch.device]) -> int:
+    """Images per batch when none is given: :data:`LARGE_GPU_BATCH_SIZE` on a CUDA device of this
+    machine with :data:`LARGE_GPU_MEMORY_GIB` or more, else :data:`DEFAULT_BATCH_SIZE` (a batch
+    that does not fit is still split, see :func:`label_images`)."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        memory = torch.cuda.get_device_properties(device.index or 0).total_memory
+        if memory >= LARGE_GPU_MEMORY_GIB * 2**30:
+            return LARGE_GPU_BATCH_SIZE
+    return DEFAULT_BATCH_SIZE
+
+
+def resolve_batch_size(batch_size: Optional[int], output: Union[str, Path], device: Union[str, torch.device]) -> int:
+    """``batch_size`` when given; else the batch size of the dataset in ``output`` (a resume keeps
+    its batches, whatever the default on this device or in this version); else
+    :func:`default_batch_size`. The batch size is part of a dataset's configuration: see
+    :func:`label_images`."""
+    if batch_size is not None:
+        check_batch_size(batch_size)
+        return batch_size
+    manifest = Path(output) / MANIFEST
+    if manifest.is_file():
+        found = read_manifest(manifest).get("batch_size")
+        if isinstance(found, int) and found >= 1:
+            return found
+    return default_batch_size(device)
+
+
 def check_batch_size(batch_size: int) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise SettingsError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
@@ -304,18 +335,19 @@ def segment_box_dataset(
     segmenter: SegmenterConfig = SegmenterConfig(),
     dataset: DatasetConfig = DatasetConfig(),
     placement: DeviceConfig = DeviceConfig(),
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: Optional[int] = None,
     progress: bool = True,
 ) -> LabelSummary:
     """Turn a YOLO or COCO detection dataset into a segmentation dataset: SAM 2 masks for its
     boxes, its classes and splits kept (what ultralytics' ``yolo_bbox2segment`` does), with the
-    same streaming, resume and formats as labeling (``dataset.split`` is ignored)."""
+    same streaming, resume and formats as labeling (``dataset.split`` is ignored).
+    ``batch_size``: see :func:`resolve_batch_size`."""
     check_output_folder(source, Path(output))
-    check_batch_size(batch_size)
+    device = placement.resolve()
+    batch_size = resolve_batch_size(batch_size, output, device)
     boxes = read_dataset(Path(source))
     if not boxes.images:
         raise InputNotFoundError(f"the dataset {source} holds no images")
-    device = placement.resolve()
     model = Segmenter(segmenter, device, placement.bf16)
     if placement.compile:
         compile_models(model.model)

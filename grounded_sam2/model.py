@@ -13,7 +13,7 @@ from .config import PipelineConfig, pick_fields
 from .datasets.writer import DatasetConfig
 from .errors import SettingsError
 from .images import ImageInput, to_rgb_uint8
-from .labeling import DEFAULT_BATCH_SIZE, LabelSummary, label_folder
+from .labeling import LabelSummary, label_folder
 from .pipeline import Pipeline
 from .video import TrackedFrame, TrackingSettings, VideoTracker
 from .video_labeling import VideoLabelSummary, label_video
@@ -61,7 +61,7 @@ class GroundedSAM2(DetectionBaseModel):
         return self.pipeline.segment_boxes([to_rgb_uint8(image, rgb) for image in images], boxes, class_ids)
 
     def label(self, input_folder: Union[str, Path, Sequence[Union[str, Path]]], extension: Optional[str] = None,
-              output_folder: Union[str, Path, None] = None, batch_size: int = DEFAULT_BATCH_SIZE,
+              output_folder: Union[str, Path, None] = None, batch_size: Optional[int] = None,
               progress: bool = True, **dataset: Any) -> LabelSummary:
         """Label a folder (searched recursively; ``extension``: only that one, any case) or a list
         of images into ``output_folder`` (default ``<input_folder>_labeled``, as autodistill),

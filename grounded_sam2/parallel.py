@@ -39,18 +39,17 @@ from .datasets.sources import IMAGE_EXTENSIONS, SourceImage
 from .datasets.writer import DatasetConfig, DatasetWriter
 from .errors import GroundedSAM2Error, SettingsError
 from .labeling import (
-    DEFAULT_BATCH_SIZE,
     STOP_AFTER_SAME_FAILURES,
     InputFolder,
     LabelSummary,
     batch_groups,
-    check_batch_size,
     check_output_folder,
     empty_dataset_hint,
     failure_site,
     ignored_files,
     input_images,
     label_batch,
+    resolve_batch_size,
 )
 from .pipeline import Pipeline, quiet_model_loading, require_models
 
@@ -114,12 +113,13 @@ class RunPlan:
 
 
 def plan_run(config: PipelineConfig, source: InputFolder, output: Union[str, Path], device: torch.device,
-             dataset: DatasetConfig, extension: Optional[str], batch_size: int) -> RunPlan:
+             dataset: DatasetConfig, extension: Optional[str], batch_size: Optional[int]) -> RunPlan:
     """Check the inputs, the models and the output folder, fix the thread count a CPU worker uses
-    (the one a single process would use) and create or reopen the dataset."""
+    (the one a single process would use) and the batch size (:func:`resolve_batch_size`), and
+    create or reopen the dataset."""
     output = Path(output)
     check_output_folder(source, output)
-    check_batch_size(batch_size)
+    batch_size = resolve_batch_size(batch_size, output, device)
     extensions = [extension] if extension else list(IMAGE_EXTENSIONS)
     images = input_images(source, extensions)
     require_models(config.grounder, config.segmenter.sam2)
@@ -229,7 +229,7 @@ def label_on_devices(
     devices: Union[str, Sequence[str]],
     dataset: DatasetConfig = DatasetConfig(),
     extension: Optional[str] = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: Optional[int] = None,
     progress: bool = True,
 ) -> LabelSummary:
     """:func:`grounded_sam2.labeling.label_folder` with one worker process per device of ``devices``

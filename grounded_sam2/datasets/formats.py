@@ -51,7 +51,7 @@ are not written as Label Studio brushes (its own RLE): polygons are what an anno
 import functools
 import heapq
 import operator
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 

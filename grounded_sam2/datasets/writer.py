@@ -175,7 +175,7 @@ class DatasetWriter:
             if not create:
                 raise DatasetError(f"{self.output} holds no {MANIFEST}: the dataset has not been created")
             self._create_manifest(manifest)
-        found = _read_manifest(manifest)
+        found = read_manifest(manifest)
         differences = settings_differences(found, self.manifest)
         if differences:
             raise DatasetError(
@@ -414,7 +414,7 @@ def _write_coco_split(path: Path, record_files: List[Path], categories: List[dic
     return counts
 
 
-def _read_manifest(manifest: Path) -> dict:
+def read_manifest(manifest: Path) -> dict:
     """The manifest's settings; waits briefly for one another process is still writing (only
     where the file system has no hard links)."""
     for _ in range(50):

@@ -23,7 +23,17 @@ from grounded_sam2.datasets.writer import DatasetConfig, DatasetError, DatasetWr
 from grounded_sam2.detections import empty_detections, make_detections, masks_to_xyxy
 from grounded_sam2.errors import InputNotFoundError, SettingsError
 from grounded_sam2.grounding import GROUNDERS
-from grounded_sam2.labeling import STOP_AFTER_SAME_FAILURES, batch_groups, input_images, label_batch, label_images
+from grounded_sam2.labeling import (
+    DEFAULT_BATCH_SIZE,
+    LARGE_GPU_BATCH_SIZE,
+    STOP_AFTER_SAME_FAILURES,
+    batch_groups,
+    default_batch_size,
+    input_images,
+    label_batch,
+    label_images,
+    resolve_batch_size,
+)
 from grounded_sam2.tiny_models import make_tiny_models
 
 from dataset_files import normalized_dataset
@@ -521,6 +531,58 @@ def test_a_run_interrupted_inside_a_batch_resumes_to_the_uninterrupted_dataset(m
     assert summary.already_done == 4 and summary.labeled == 4
     assert batches == [3, 2], "the unfinished group 1 is predicted whole again, then group 2"
     assert normalized_dataset(tmp_path / "cut") == normalized_dataset(tmp_path / "whole")
+
+
+def test_a_resume_without_a_batch_size_keeps_the_datasets(model, tmp_path):
+    write_pictures(tmp_path / "in", [40 + 4 * i for i in range(5)])
+    model.label(tmp_path / "in", output_folder=tmp_path / "out", format="coco", batch_size=2, progress=False)
+    (tmp_path / "in" / "extra.png").write_bytes((tmp_path / "in" / "00.png").read_bytes())
+    batches, predict_batch = [], model.pipeline.predict_batch
+    model.pipeline.predict_batch = lambda arrays: batches.append(len(arrays)) or predict_batch(arrays)
+    summary = model.label(tmp_path / "in", output_folder=tmp_path / "out", format="coco", progress=False)
+    assert summary.already_done == 5 and summary.labeled == 1 and batches == [2]  # group 2: the 5th and the new
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["batch_size"] == 2
+    with pytest.raises(DatasetError, match="batch_size: 2 -> 3"):
+        model.label(tmp_path / "in", output_folder=tmp_path / "out", format="coco", batch_size=3, progress=False)
+
+
+class FakeCudaDevice:
+    def __init__(self, gib):
+        self.total_memory = int(gib * 2**30)
+
+
+@pytest.mark.parametrize("device, memory_gib, expected", [
+    ("cpu", None, DEFAULT_BATCH_SIZE),
+    ("mps", None, DEFAULT_BATCH_SIZE),
+    ("cuda", 80, LARGE_GPU_BATCH_SIZE),
+    ("cuda:1", 40, LARGE_GPU_BATCH_SIZE),
+    ("cuda", 24, DEFAULT_BATCH_SIZE),
+    ("cuda", None, DEFAULT_BATCH_SIZE),  # a CUDA device this machine does not have (a Ray driver)
+], ids=str)
+def test_the_default_batch_size_follows_the_devices_memory(monkeypatch, device, memory_gib, expected):
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: memory_gib is not None)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: asked.append(i) or FakeCudaDevice(memory_gib))
+    assert default_batch_size(device) == expected
+    assert asked == ([torch.device(device).index or 0] if memory_gib is not None else [])
+
+
+@pytest.mark.parametrize("given, manifest, expected, error", [
+    (3, {"batch_size": 2}, 3, None),  # given wins (the writer then refuses the difference)
+    (None, {"batch_size": 2}, 2, None),
+    (None, {"batch_size": "2"}, DEFAULT_BATCH_SIZE, None),  # not a batch size: the default
+    (None, None, DEFAULT_BATCH_SIZE, None),
+    (0, None, None, "at least 1"),
+    (2.0, None, None, "whole number"),
+], ids=str)
+def test_resolve_batch_size(tmp_path, given, manifest, expected, error):
+    if manifest is not None:
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    if error:
+        with pytest.raises(SettingsError, match=error):
+            resolve_batch_size(given, tmp_path, "cpu")
+    else:
+        assert resolve_batch_size(given, tmp_path, "cpu") == expected
 
 
 def test_the_cpu_thread_count_is_part_of_the_configuration(tiny_florence, small_sam2, tmp_path):
