@@ -1,5 +1,5 @@
 """Our video predictor against Meta's SAM2VideoPredictor on identical random weights (tiny, SAM 2
-and SAM 2.1, at a 256 input to keep the CPU time small): the same session of calls on a
+and SAM 2.1, at a 128 input to keep the CPU time small): the same session of calls on a
 10-frame video gives the same object ids and mask logits on every frame.
 
 The session: object 1 by box on frame 0, object 7 by a positive and a negative click on frame
@@ -28,7 +28,7 @@ from segmenter.video_predictor import SAM2VideoPredictor
 from meta_reference import build_meta_video_predictor
 from numerics import assert_close
 
-SIZE = 256
+SIZE = 128
 H, W = 96, 128
 NUM_FRAMES = 10
 OBJECT_SCORE_SHIFT = 1.0
