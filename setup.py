@@ -35,7 +35,7 @@ setup(
         "scipy",  # OWLv2's image processor without torchvision
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "pytest-xdist"],
         "ray": ["ray[data]>=2.51"],  # --ray: labeling on a Ray cluster (ActorPoolStrategy(size=...))
     },
     entry_points={"console_scripts": ["grounded-sam2 = grounded_sam2.cli:main"]},

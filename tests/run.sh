@@ -8,7 +8,8 @@
 # - ultralytics, without its dependencies, whose checkers validate the YOLO files; in the same
 #   folder, since it reads torchvision's version when imported,
 # - nbclient, nbformat and ipykernel, which run the notebooks in notebooks/ (tests/test_notebooks.py),
-# - ruff, the linter (ruff.toml), run on the whole repository before the tests.
+# - ruff, the linter (ruff.toml), run on the whole repository before the tests,
+# - pytest-xdist (the test extra): the suite runs on two workers, TEST_WORKERS=N for another count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -29,4 +30,5 @@ fi
 "${PIP[@]}" nbclient==0.11.0 nbformat==5.11.1 ipykernel==7.4.0
 "${PIP[@]}" ruff==0.17.5
 "$PY" -m ruff check .
-exec "$PY" -m pytest tests "$@"
+# two workers (pytest-xdist), a test file on one worker (tests/conftest.py); -n 0 runs serially
+exec "$PY" -m pytest tests -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"
