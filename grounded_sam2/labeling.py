@@ -40,7 +40,8 @@ from .speed import compile_models
 
 # predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
 PredictFn = Callable[[List[np.ndarray], List[SourceImage]], List[sv.Detections]]
-DEFAULT_BATCH_SIZE = 4  # images per predict call, unless the device has room for more
+CPU_BATCH_SIZE = 1  # the default on a CPU, where a batch makes each image slower (benchmarks/RESULTS.md)
+DEFAULT_BATCH_SIZE = 4  # images per predict call on a GPU
 LARGE_GPU_BATCH_SIZE = 8  # the default on a CUDA device with at least LARGE_GPU_MEMORY_GIB
 LARGE_GPU_MEMORY_GIB = 40
 LOADER_THREADS = 2  # threads reading and decoding images ahead of the models
@@ -297,10 +298,13 @@ def input_images(source: InputFolder, extensions: Sequence[str] = IMAGE_EXTENSIO
 
 
 def default_batch_size(device: Union[str, torch.device]) -> int:
-    """Images per batch when none is given: :data:`LARGE_GPU_BATCH_SIZE` on a CUDA device of this
-    machine with :data:`LARGE_GPU_MEMORY_GIB` or more, else :data:`DEFAULT_BATCH_SIZE` (a batch
-    that does not fit is still split, see :func:`label_images`)."""
+    """Images per batch when none is given: :data:`CPU_BATCH_SIZE` on a CPU (there both models
+    take longer per image in a batch: memory traffic), :data:`LARGE_GPU_BATCH_SIZE` on a CUDA
+    device of this machine with :data:`LARGE_GPU_MEMORY_GIB` or more, else
+    :data:`DEFAULT_BATCH_SIZE` (a batch that does not fit is still split, see :func:`label_images`)."""
     device = torch.device(device)
+    if device.type == "cpu":
+        return CPU_BATCH_SIZE
     if device.type == "cuda" and torch.cuda.is_available():
         memory = torch.cuda.get_device_properties(device.index or 0).total_memory
         if memory >= LARGE_GPU_MEMORY_GIB * 2**30:

@@ -24,6 +24,7 @@ from grounded_sam2.detections import empty_detections, make_detections, masks_to
 from grounded_sam2.errors import InputNotFoundError, SettingsError
 from grounded_sam2.grounding import GROUNDERS
 from grounded_sam2.labeling import (
+    CPU_BATCH_SIZE,
     DEFAULT_BATCH_SIZE,
     LARGE_GPU_BATCH_SIZE,
     STOP_AFTER_SAME_FAILURES,
@@ -552,7 +553,8 @@ class FakeCudaDevice:
 
 
 @pytest.mark.parametrize("device, memory_gib, expected", [
-    ("cpu", None, DEFAULT_BATCH_SIZE),
+    ("cpu", None, CPU_BATCH_SIZE),
+    ("cpu", 80, CPU_BATCH_SIZE),  # a CPU, whatever GPU this machine has
     ("mps", None, DEFAULT_BATCH_SIZE),
     ("cuda", 80, LARGE_GPU_BATCH_SIZE),
     ("cuda:1", 40, LARGE_GPU_BATCH_SIZE),
@@ -564,14 +566,14 @@ def test_the_default_batch_size_follows_the_devices_memory(monkeypatch, device, 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: memory_gib is not None)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: asked.append(i) or FakeCudaDevice(memory_gib))
     assert default_batch_size(device) == expected
-    assert asked == ([torch.device(device).index or 0] if memory_gib is not None else [])
+    assert asked == ([torch.device(device).index or 0] if memory_gib is not None and device != "cpu" else [])
 
 
 @pytest.mark.parametrize("given, manifest, expected, error", [
     (3, {"batch_size": 2}, 3, None),  # given wins (the writer then refuses the difference)
     (None, {"batch_size": 2}, 2, None),
-    (None, {"batch_size": "2"}, DEFAULT_BATCH_SIZE, None),  # not a batch size: the default
-    (None, None, DEFAULT_BATCH_SIZE, None),
+    (None, {"batch_size": "2"}, CPU_BATCH_SIZE, None),  # not a batch size: the default
+    (None, None, CPU_BATCH_SIZE, None),
     (0, None, None, "at least 1"),
     (2.0, None, None, "whole number"),
 ], ids=str)
