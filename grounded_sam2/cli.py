@@ -76,7 +76,6 @@ def _add_split_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_options(parser: argparse.ArgumentParser, boxes: bool = True) -> None:
     """SAM 2 and device, plus the box commands' batching and box tightening."""
-    from .labeling import CPU_BATCH_SIZE, DEFAULT_BATCH_SIZE, LARGE_GPU_BATCH_SIZE, LARGE_GPU_MEMORY_GIB
     from .segmentation import SegmenterConfig
 
     parser.add_argument("--sam2", help="SAM 2 checkpoint: .pt path, hub id or variant name "
@@ -87,11 +86,17 @@ def _add_model_options(parser: argparse.ArgumentParser, boxes: bool = True) -> N
     _flag(parser, "--compile", "torch.compile SAM 2's image encoder and mask decoder and Florence-2's image features: "
                                "faster on a GPU after slow first batches; results change in their last digits")
     if boxes:
-        parser.add_argument("--batch-size", type=int, help=(
-            f"images per batch; part of the configuration (default: the dataset's when resuming, else "
-            f"{CPU_BATCH_SIZE} on a CPU, {DEFAULT_BATCH_SIZE} on a GPU, {LARGE_GPU_BATCH_SIZE} on a CUDA GPU with "
-            f"{LARGE_GPU_MEMORY_GIB} GiB or more)"))
+        parser.add_argument("--batch-size", type=int, help=f"images per batch; part of the configuration "
+                                                           f"(default: {_batch_size_defaults()})")
         _flag(parser, "--tighten-boxes", "replace boxes by their masks' bounding boxes")
+
+
+def _batch_size_defaults() -> str:
+    """The batch size a run takes without --batch-size (labeling.resolve_batch_size), in words."""
+    from .labeling import CPU_BATCH_SIZE, DEFAULT_BATCH_SIZE, LARGE_GPU_BATCH_SIZE, LARGE_GPU_MEMORY_GIB
+
+    return (f"the dataset's when resuming, else {CPU_BATCH_SIZE} on a CPU, {DEFAULT_BATCH_SIZE} on a GPU, "
+            f"{LARGE_GPU_BATCH_SIZE} on a CUDA GPU with {LARGE_GPU_MEMORY_GIB} GiB or more")
 
 
 def _add_grounding_options(parser: argparse.ArgumentParser, ontology: bool = True) -> None:
@@ -321,7 +326,7 @@ def _memory_advice(args) -> str:
         return "Lower --points-per-batch, or --crop-n-layers, or use a smaller --sam2 variant."
     if args.command == "label-video":
         return "Use a smaller --sam2 variant or a shorter video."
-    now = f"now {args.batch_size}" if args.batch_size else "default: 4 on a GPU, 8 on a large one"
+    now = f"now {args.batch_size}" if args.batch_size else f"default: {_batch_size_defaults()}"
     return f"Lower --batch-size ({now}), or use smaller models (--sam2, --florence)."
 
 

@@ -256,8 +256,8 @@ def _join_parts(parts: List[np.ndarray]) -> np.ndarray:
     in the polygon built so far.
 
     Exact, and near-linear in the V vertices (Prim's algorithm over the parts, on the Delaunay graph
-    of the vertices: O(V) edges). The nearest pairs between the joined parts and the part to join next are always
-    Delaunay edges: such a pair's diametral disk holds no other vertex (one inside, or on its
+    of the vertices: O(V) edges). The nearest pairs between the joined parts and the part to join
+    next are always Delaunay edges: such a pair's diametral disk holds no other vertex (one inside, or on its
     circle, would be nearer to one end than the other end is), so the pair is a Gabriel edge, and
     every Delaunay triangulation, degenerate ones included, has all Gabriel edges. A part's heap
     key is its shortest edge to a joined part, never below its true distance, and equal to it for

@@ -66,6 +66,16 @@ def test_cli_turns_package_errors_into_messages(monkeypatch, capsys, raised, cod
     assert message in capsys.readouterr().err
 
 
+def test_out_of_memory_without_a_batch_size_names_the_defaults(monkeypatch, capsys):
+    def fail(args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(cli, "_label", fail)
+    assert cli.main(LABEL[:-2]) == 2
+    assert ("Lower --batch-size (default: the dataset's when resuming, else 1 on a CPU, 4 on a GPU, 8 on a CUDA "
+            "GPU with 40 GiB or more)") in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bug", [ZeroDivisionError("a bug"), RuntimeError("a torch bug"), ValueError("another bug")])
 def test_cli_lets_bugs_show_their_traceback(monkeypatch, bug):
     def fail(args):
