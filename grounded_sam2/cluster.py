@@ -8,12 +8,14 @@ runs the batch groups of :func:`grounded_sam2.labeling.batch_groups` through Ray
   and no read task competes with the actors for CPUs;
 - ``map_batches`` over an actor pool (``ActorPoolStrategy``): one actor per GPU (``num_gpus=1``)
   or, on a cluster without GPUs, CPU actors of ``threads`` CPUs each; every actor builds the
-  pipeline once from the configuration and writes its images' files into the output folder
-  itself, returning one small status row per image (never masks through the object store);
+  pipeline once from the configuration and is given up to :data:`GROUPS_PER_CALL` groups a call,
+  which it labels with :func:`~grounded_sam2.labeling.label_groups` (reading the next groups and
+  writing the last ones while it predicts), writing its images' files into the output folder
+  itself and returning one small status row per image (never masks through the object store);
 - the driver creates the dataset (its manifest) first, collects the rows into the summary and
   finalizes the dataset at the end.
 
-An actor that dies is restarted by Ray and its group predicted again whole, as a resume would
+An actor that dies is restarted by Ray and the groups of its call predicted again whole, as a resume would
 (actor pools retry by default); a killed driver leaves what was written, and the same command
 resumes. The output folder and the model files must be on storage every node sees, at the same
 path, and every node needs this package installed (``pip install grounded-sam2[ray]``).
@@ -36,6 +38,7 @@ from .labeling import InputFolder, LabelSummary
 from .parallel import GroupLabeler, ImageReport, Reports, WorkerError, finish_run, plan_run
 
 INSTALL_RAY = "pip install 'grounded-sam2[ray]'"
+GROUPS_PER_CALL = 4  # groups an actor labels in one call, overlapped (fewer when there are few per actor)
 _COLUMNS = ImageReport._fields
 
 
@@ -88,9 +91,11 @@ def label_on_ray(
             size = workers or _default_workers(ray, device, gpus, config.placement.threads)
             groups = [{"group": json.dumps([[str(i.path), i.name] for i in plan.groups[k]])} for k in pending]
             rows = ray.data.from_items(groups, override_num_blocks=len(pending))
+            size = min(size, len(pending))
             rows = rows.map_batches(
-                _RayGroupLabeler, fn_constructor_args=(_with_device(config, device), *rest), batch_size=1,
-                compute=ray.data.ActorPoolStrategy(size=min(size, len(pending))), **resources,
+                _RayGroupLabeler, fn_constructor_args=(_with_device(config, device), *rest),
+                batch_size=groups_per_call(len(pending), size), compute=ray.data.ActorPoolStrategy(size=size),
+                **resources,
             )
             try:
                 for row in rows.iter_rows():
@@ -101,6 +106,11 @@ def label_on_ray(
                     raise
                 raise WorkerError(str(ours)) from e
     return finish_run(plan, reports)
+
+
+def groups_per_call(groups: int, actors: int) -> int:
+    """Groups per actor call: :data:`GROUPS_PER_CALL`, fewer when that would leave actors idle."""
+    return max(1, min(GROUPS_PER_CALL, groups // actors))
 
 
 def _connect(ray, address: Optional[str]) -> None:
@@ -139,8 +149,8 @@ def _default_workers(ray, device: str, gpus: int, threads: Optional[int]) -> int
 
 
 class _RayGroupLabeler(GroupLabeler):
-    """A Ray Data actor: :class:`GroupLabeler` over batches of group numbers, returning the image
-    reports as columns, empty text standing for None."""
+    """A Ray Data actor: :class:`GroupLabeler` over batches of groups, returning the image reports
+    as columns, empty text standing for None."""
 
     def __init__(self, *arguments: Any) -> None:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -148,8 +158,10 @@ class _RayGroupLabeler(GroupLabeler):
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, List[Any]]:
         """``batch["group"]``: groups as JSON lists of [path, name]."""
-        groups = [[SourceImage(Path(path), name) for path, name in json.loads(g)] for g in batch["group"]]
-        reports = [report for group in groups for report in self.label(group)]
+        groups = iter(enumerate([SourceImage(Path(path), name) for path, name in json.loads(g)]
+                                for g in batch["group"]))
+        reports: List[ImageReport] = []
+        self.label(lambda wait: next(groups, None), lambda k, written: reports.extend(written))
         columns: Dict[str, List[Any]] = {name: [] for name in _COLUMNS}
         for report in reports:
             for name, value in zip(_COLUMNS, report):

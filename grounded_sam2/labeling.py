@@ -1,11 +1,13 @@
 """Labeling a whole folder into a dataset, in two parts that other runners reuse:
 
-- :func:`label_batch`, the pure per-image work: load (EXIF decision included) and predict, with
-  a per-image fallback, returning one :class:`~grounded_sam2.datasets.writer.ImageResult` per
-  input (detections, or the reason it was skipped); it writes nothing;
-- :func:`label_images`, the loop that commits each result with a
-  :class:`~grounded_sam2.datasets.writer.DatasetWriter` as soon as it exists, skips images an
-  earlier run finished, shows progress and stops when the same prediction error repeats.
+- :func:`label_groups`, the engine: batch groups read and decoded by loader threads ahead of the
+  models, predicted back to back (a failing batch falls back to one image at a time, one that
+  does not fit in memory is split), and committed with a
+  :class:`~grounded_sam2.datasets.writer.DatasetWriter` by export threads behind them; it takes
+  its groups from a function, so the worker processes and Ray actors run it on the groups they
+  are handed;
+- :func:`label_images`, the single process's loop on it: skips images an earlier run finished,
+  shows progress and stops when the same prediction error repeats.
 
 Memory does not grow with the number of images. :func:`label_folder` (text-grounded),
 :func:`segment_box_dataset` (boxes you have) and :func:`segment_everything` (automatic masks)
@@ -40,6 +42,7 @@ from .speed import compile_models
 
 # predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
 PredictFn = Callable[[List[np.ndarray], List[SourceImage]], List[sv.Detections]]
+Group = Tuple[int, List[SourceImage]]  # a batch group: its number and its images
 CPU_BATCH_SIZE = 1  # the default on a CPU, where a batch makes each image slower (benchmarks/RESULTS.md)
 DEFAULT_BATCH_SIZE = 4  # images per predict call on a GPU
 LARGE_GPU_BATCH_SIZE = 8  # the default on a CUDA device with at least LARGE_GPU_MEMORY_GIB
@@ -108,15 +111,6 @@ def load_image(source: SourceImage) -> ImageResult:
         return ImageResult(source, skip_reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
-def label_batch(sources: Sequence[SourceImage], predict: PredictFn) -> List[ImageResult]:
-    """Load and predict a batch: one result per input, in order. Inputs that cannot be read are
-    skipped; when the batch's prediction fails, its images are predicted one by one, so that one
-    bad input is skipped (with the error) instead of failing the others."""
-    results = [load_image(source) for source in sources]
-    _predict_into([r for r in results if r.rgb is not None], predict)
-    return results
-
-
 def _predict_into(loaded: List[ImageResult], predict: PredictFn) -> int:
     """Predict ``loaded`` together into its results; returns how many times a batch was split
     because it did not fit in memory. Out of memory, a batch is split in two and each half
@@ -157,6 +151,69 @@ def failure_site(error: BaseException) -> Tuple[str, str, int]:
 # --- the loop -------------------------------------------------------------------------------------
 
 
+def label_groups(
+    next_group: Callable[[bool], Optional[Group]],
+    writer: DatasetWriter,
+    predict: PredictFn,
+    predicted: Callable[[Group, List[ImageResult], int], None],
+    written: Callable[[Group, List[ImageResult], List[bool]], None],
+    loader_threads: int = LOADER_THREADS,
+    export_threads: int = EXPORT_THREADS,
+) -> None:
+    """Label the groups ``next_group`` gives into ``writer``'s dataset, the stages overlapped.
+
+    ``next_group(wait)`` is the next group, or None: none yet (``wait`` False) or none will come
+    (``wait`` True). Groups are taken without waiting while fewer than
+    :data:`LOAD_AHEAD_GROUPS` are read ahead of the one being predicted, and ``loader_threads``
+    threads read and decode their images; when none is read ahead, every result is written
+    before waiting for the next group. Each group is predicted whole (:func:`_predict_into`), then
+    ``predicted(group, results, splits)`` is called, on this thread (it may raise to stop), while
+    ``export_threads`` threads commit the results of at most :data:`EXPORT_BEHIND_GROUPS` groups
+    behind the one predicted; ``written(group, results, wrote)`` follows, in group order, once its
+    results are on disk (``wrote[i]``: False when the image was done before, not written again).
+    So at most ``LOAD_AHEAD_GROUPS + EXPORT_BEHIND_GROUPS + 1`` groups of images are in memory.
+    Each image's files are its own and written whole, so the dataset is the one a serial loop
+    writes, byte for byte. On an error (writing raises what the writer raised) or Ctrl-C, loading
+    stops and what was predicted is still written."""
+    loading: Deque[Tuple[Group, List[Future]]] = deque()
+    exporting: Deque[Tuple[Group, List[ImageResult], List[Future]]] = deque()
+
+    def commit(result: ImageResult) -> bool:
+        if writer.is_done(result.source):
+            return False
+        writer.commit(result)
+        return True
+
+    def write_oldest() -> None:
+        group, results, commits = exporting.popleft()
+        written(group, results, [c.result() for c in commits])
+
+    with ThreadPoolExecutor(loader_threads, "grounded-sam2-load") as loaders, \
+            ThreadPoolExecutor(export_threads, "grounded-sam2-export") as exporters:
+        try:
+            while True:
+                while len(loading) <= LOAD_AHEAD_GROUPS:
+                    if not loading:  # nothing to predict: write everything before waiting
+                        while exporting:
+                            write_oldest()
+                    group = next_group(not loading)
+                    if group is None:
+                        break
+                    loading.append((group, [loaders.submit(load_image, source) for source in group[1]]))
+                if not loading:
+                    return
+                group, loads = loading.popleft()
+                results = [load.result() for load in loads]
+                splits = _predict_into([r for r in results if r.rgb is not None], predict)
+                exporting.append((group, results, [exporters.submit(commit, result) for result in results]))
+                predicted(group, results, splits)
+                while exporting and (len(exporting) > EXPORT_BEHIND_GROUPS or all(c.done() for c in exporting[0][2])):
+                    write_oldest()
+        finally:  # on an error, what was predicted is still written whole
+            loaders.shutdown(cancel_futures=True)
+            wait([c for _, _, commits in exporting for c in commits])
+
+
 def label_images(
     images: List[SourceImage],
     writer: DatasetWriter,
@@ -166,22 +223,15 @@ def label_images(
     loader_threads: int = LOADER_THREADS,
     export_threads: int = EXPORT_THREADS,
 ) -> LabelSummary:
-    """Label ``images`` into ``writer``'s dataset, committing each result as soon as it exists,
-    then finalize the dataset.
+    """Label ``images`` into ``writer``'s dataset with :func:`label_groups`, committing each
+    result as soon as it exists, then finalize the dataset.
 
     Batches are fixed groups: group k is the k-th ``batch_size`` images of ``images``, whatever
     an earlier run did. A group with an unfinished image is predicted whole again (its finished
     images are not written again), so every image is predicted in the company it has in an
     uninterrupted run, and a resumed dataset is the uninterrupted one bit for bit (batch
-    composition changes the last digits of the models' outputs).
-
-    The stages overlap: ``loader_threads`` threads read and decode the next
-    :data:`LOAD_AHEAD_GROUPS` groups while the models predict one, and ``export_threads`` threads
-    write the results (polygons, RLE, files) of at most :data:`EXPORT_BEHIND_GROUPS` groups while
-    the next is predicted; so at most ``batch_size x (LOAD_AHEAD_GROUPS + EXPORT_BEHIND_GROUPS + 1)``
-    images are in memory. Each image's files are its own and written whole, so the dataset is the
-    one a serial loop writes, byte for byte; on an error or Ctrl-C, loading stops and what was
-    predicted is still written.
+    composition changes the last digits of the models' outputs). At most
+    ``batch_size x (LOAD_AHEAD_GROUPS + EXPORT_BEHIND_GROUPS + 1)`` images are in memory.
 
     Stops, raising the error, when :data:`STOP_AFTER_SAME_FAILURES` predictions in a row fail the
     same way (same error type, raised at the same place): that is a systematic problem, not a bad
@@ -192,42 +242,29 @@ def label_images(
     summary = LabelSummary(writer.output, images=len(images))
     finished = {image.name for image in images if writer.is_done(image)}  # by an earlier run
     summary.already_done = len(finished)
-    groups = [group for group in batch_groups(images, batch_size) if not all(i.name in finished for i in group)]
+    groups = iter([group for group in enumerate(batch_groups(images, batch_size))
+                   if not all(i.name in finished for i in group[1])])
     failures: List[BaseException] = []
-    loading: Deque[List[Future]] = deque()
-    exporting: Deque[Future] = deque()
-    with tqdm(total=len(images) - len(finished), unit="img", desc="labeling", disable=not progress) as bar, \
-            ThreadPoolExecutor(loader_threads, "grounded-sam2-load") as loaders, \
-            ThreadPoolExecutor(export_threads, "grounded-sam2-export") as exporters:
-        try:
-            for k in range(len(groups)):
-                for ahead in groups[k + len(loading) : k + 1 + LOAD_AHEAD_GROUPS]:
-                    loading.append([loaders.submit(load_image, source) for source in ahead])
-                results = [future.result() for future in loading.popleft()]
-                splits = _predict_into([r for r in results if r.rgb is not None], predict)
-                if splits and not summary.memory_splits:  # said once, and again in the summary
-                    bar.write(f"grounded-sam2: {MEMORY_SPLIT_NOTE.format('some')}", file=sys.stderr)
-                summary.memory_splits += splits
-                for result in results:
-                    if result.source.name in finished:
-                        continue
-                    exporting.append(exporters.submit(writer.commit, result))
-                    if result.detections is not None:
-                        summary.labeled += 1
-                        failures = []
-                        continue
-                    summary.skipped.append((result.source.path, result.skip_reason))
-                    if result.error is not None:
-                        failures = _repeated(failures, result.error)
-                while len(exporting) > EXPORT_BEHIND_GROUPS * batch_size:
-                    exporting.popleft().result()  # raises what writing raised
-                    bar.update(1)
-            while exporting:
-                exporting.popleft().result()
-                bar.update(1)
-        finally:  # on an error, what was predicted is still written whole
-            loaders.shutdown(cancel_futures=True)
-            wait(exporting)
+
+    def predicted(group: Group, results: List[ImageResult], splits: int) -> None:
+        nonlocal failures
+        if splits and not summary.memory_splits:  # said once, and again in the summary
+            bar.write(f"grounded-sam2: {MEMORY_SPLIT_NOTE.format('some')}", file=sys.stderr)
+        summary.memory_splits += splits
+        for result in results:
+            if result.source.name in finished:
+                continue
+            if result.detections is not None:
+                summary.labeled += 1
+                failures = []
+                continue
+            summary.skipped.append((result.source.path, result.skip_reason))
+            if result.error is not None:
+                failures = _repeated(failures, result.error)
+
+    with tqdm(total=len(images) - len(finished), unit="img", desc="labeling", disable=not progress) as bar:
+        label_groups(lambda wait: next(groups, None), writer, predict, predicted,
+                     lambda group, results, wrote: bar.update(sum(wrote)), loader_threads, export_threads)
     counts: Counter = writer.finalize()
     summary.objects_per_class = {name: counts.get(name, 0) for name in writer.classes}
     return summary

@@ -5,13 +5,16 @@
 process gives with the same configuration, to the byte:
 
 - the parent checks the inputs and the models, creates the dataset (its manifest) and hands out
-  the fixed batch groups of :func:`grounded_sam2.labeling.batch_groups`, one at a time, to
-  whichever worker is free; each worker builds the pipeline once, predicts a group with
-  :func:`~grounded_sam2.labeling.label_batch` and commits its images itself;
+  the fixed batch groups of :func:`grounded_sam2.labeling.batch_groups`, each worker holding at
+  most :data:`WORKER_GROUPS` groups it has not predicted yet (the one it predicts next and those
+  it reads ahead; handed out in turn, so a small input is shared too); each worker builds the
+  pipeline once and runs :func:`~grounded_sam2.labeling.label_groups` on the groups it is handed,
+  reading the next ones and writing the last ones while it predicts, and commits its images
+  itself;
 - every worker has the same device type, precision and thread count (on a CPU the thread count
   a single process would use), which are all part of the configuration;
-- a worker that dies (killed, out of memory) is started again, and the group it held is
-  predicted whole again, as a resume would; after :data:`MAX_RESTARTS` deaths on one device the
+- a worker that dies (killed, out of memory) is started again, and the groups it held and had
+  not reported written are predicted whole again, as a resume would; after :data:`MAX_RESTARTS` deaths on one device the
   run stops, and running it again resumes;
 - the parent shows one progress bar, collects the skipped inputs, stops everything on Ctrl-C or
   when :data:`~grounded_sam2.labeling.STOP_AFTER_SAME_FAILURES` predictions in a row fail the same
@@ -28,7 +31,7 @@ import multiprocessing
 import queue
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
@@ -36,10 +39,12 @@ from segmenter.device import resolve_device
 
 from .config import PipelineConfig
 from .datasets.sources import IMAGE_EXTENSIONS, SourceImage
-from .datasets.writer import DatasetConfig, DatasetWriter
+from .datasets.writer import DatasetConfig, DatasetWriter, ImageResult
 from .errors import GroundedSAM2Error, SettingsError
 from .labeling import (
+    LOAD_AHEAD_GROUPS,
     STOP_AFTER_SAME_FAILURES,
+    Group,
     InputFolder,
     LabelSummary,
     batch_groups,
@@ -48,12 +53,13 @@ from .labeling import (
     failure_site,
     ignored_files,
     input_images,
-    label_batch,
+    label_groups,
     resolve_batch_size,
 )
 from .pipeline import Pipeline, quiet_model_loading, require_models
 
 MAX_RESTARTS = 3  # deaths of the workers of one device before the run stops
+WORKER_GROUPS = 1 + LOAD_AHEAD_GROUPS  # groups a worker holds that it has not predicted yet
 POLL_S = 0.5  # how often the parent looks for dead workers
 
 
@@ -150,7 +156,7 @@ class ImageReport(NamedTuple):
 
 class GroupLabeler:
     """A worker's side: the pipeline built once (on ``config``'s device), the dataset opened
-    without creating it; :meth:`label` predicts a group and commits its images."""
+    without creating it; :meth:`label` predicts groups and commits their images."""
 
     def __init__(self, config: PipelineConfig, output: Path, dataset: DatasetConfig, classes: Sequence[str],
                  provenance: Dict[str, Any]) -> None:
@@ -158,23 +164,31 @@ class GroupLabeler:
         self.pipeline = Pipeline(config)
         self.writer = DatasetWriter(output, dataset, classes, provenance, create=False)
 
-    def label(self, group: List[SourceImage]) -> List[ImageReport]:
-        """Predict a group whole and commit what is not yet done. An image already done (by an
-        earlier run, or by a worker that died after committing it) is reported as labeled."""
-        reports = []
-        for result in label_batch(group, lambda arrays, _: self.pipeline.predict_batch(arrays)):
-            path = str(result.source.path) if result.source.path else None
-            if self.writer.is_done(result.source):
-                reports.append(ImageReport(result.source.name, path, None, None, ""))
-                continue
-            self.writer.commit(result)
-            error = result.error
-            site, detail = None, ""
-            if error is not None:
-                site = "\t".join(map(str, failure_site(error)))
-                detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            reports.append(ImageReport(result.source.name, path, result.skip_reason, site, detail))
-        return reports
+    def label(self, next_group: Callable[[bool], Optional[Group]],
+              written: Callable[[int, List[ImageReport]], None],
+              predicted: Callable[[int], None] = lambda k: None) -> None:
+        """Predict each group ``next_group`` gives whole and commit what is not yet done
+        (:func:`~grounded_sam2.labeling.label_groups`); ``predicted(k)`` once group k is predicted,
+        ``written(k, reports)`` once its images are on disk. An image already done (by an earlier
+        run, or by a worker that died after committing it) is reported as labeled."""
+
+        def reports(group: Group, results: List[ImageResult], wrote: List[bool]) -> None:
+            written(group[0], [image_report(result, new) for result, new in zip(results, wrote)])
+
+        label_groups(next_group, self.writer, lambda arrays, _: self.pipeline.predict_batch(arrays),
+                     lambda group, results, splits: predicted(group[0]), reports)
+
+
+def image_report(result: ImageResult, wrote: bool) -> ImageReport:
+    """What the parent is told of one result: labeled when it was done before (``wrote`` False)."""
+    path = str(result.source.path) if result.source.path else None
+    if not wrote:
+        return ImageReport(result.source.name, path, None, None, "")
+    error, site, detail = result.error, None, ""
+    if error is not None:
+        site = "\t".join(map(str, failure_site(error)))
+        detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return ImageReport(result.source.name, path, result.skip_reason, site, detail)
 
 
 class Reports:
@@ -247,8 +261,8 @@ def label_on_devices(
 
 class _Job:
     """The parent's side: one process and one task queue per device, the groups still to do, and
-    what the workers report. A group is handed to a worker when it is idle, so the parent always
-    knows which group a worker holds."""
+    what the workers report. The parent knows which groups each worker holds: those it was handed
+    and has not written (predicted again if it dies), among them those it has not predicted."""
 
     def __init__(self, plan: RunPlan, devices: List[str]) -> None:
         self.context = multiprocessing.get_context("spawn")
@@ -256,7 +270,8 @@ class _Job:
         self.plan, self.devices = plan, devices
         self.workers: Dict[int, Any] = {}
         self.tasks: Dict[int, Any] = {}
-        self.holding: Dict[int, Optional[int]] = {}  # worker -> the group it is predicting
+        self.holding: Dict[int, List[int]] = {}  # worker -> the groups it holds, not yet written
+        self.unpredicted: Dict[int, Set[int]] = {}  # worker -> those of them it has not predicted
         self.deaths = [0] * len(devices)
 
     def _start(self, slot: int) -> None:
@@ -267,40 +282,49 @@ class _Job:
         process = self.context.Process(target=_work, args=(slot, (config, *rest), self.tasks[slot], self.events),
                                        daemon=True, name=f"grounded-sam2 worker {slot} ({self.devices[slot]})")
         process.start()
-        self.workers[slot], self.holding[slot] = process, None
+        self.workers[slot], self.holding[slot], self.unpredicted[slot] = process, [], set()
+
+    def _hand_out(self, todo: Deque[int]) -> None:
+        """Give the next groups, one at a time, to the worker with the fewest unpredicted ones,
+        while that one has fewer than :data:`WORKER_GROUPS`."""
+        while todo:
+            slot = min(self.workers, key=lambda s: (len(self.unpredicted[s]), s))
+            if len(self.unpredicted[slot]) >= WORKER_GROUPS:
+                return
+            k = todo.popleft()
+            self.holding[slot].append(k)
+            self.unpredicted[slot].add(k)
+            self.tasks[slot].put((k, self.plan.groups[k]))
 
     def run(self, reports: Reports) -> None:
         """Predict the pending groups, adding what the workers report to ``reports``."""
         pending = self.plan.pending
-        todo, outstanding, idle = collections.deque(pending), set(pending), set()
+        todo, outstanding = collections.deque(pending), set(pending)
         try:
             for slot in range(len(self.devices)):
                 self._start(slot)
             while outstanding:
+                self._hand_out(todo)
                 try:
                     kind, slot, *rest = self.events.get(timeout=POLL_S)
                 except queue.Empty:
                     kind = None
-                if kind in ("ready", "done"):
-                    if kind == "done":
-                        outstanding.discard(rest[0])
-                    self.holding[slot] = None
-                    idle.add(slot)
-                elif kind == "image":
-                    reports.add(ImageReport(*rest))
+                if kind == "predicted":
+                    self.unpredicted[slot].discard(rest[0])
+                elif kind == "written":
+                    k, images = rest
+                    for report in images:
+                        reports.add(report)
+                    outstanding.discard(k)
+                    if k in self.holding[slot]:
+                        self.holding[slot].remove(k)
                 elif kind == "error":
                     ours, message, detail = rest
                     raise WorkerError(message) if ours else RuntimeError(f"a worker failed:\n{detail}")
                 for slot in self._dead():
-                    idle.discard(slot)
-                    held = self.holding.pop(slot, None)
-                    if held is not None and held in outstanding:
-                        todo.appendleft(held)  # predicted whole again, as a resume would
+                    # its groups not written are predicted whole again, as a resume would
+                    todo.extendleft(reversed([k for k in self.holding.pop(slot) if k in outstanding]))
                     self._start(slot)
-                while todo and idle:
-                    slot, k = idle.pop(), todo.popleft()
-                    self.holding[slot] = k
-                    self.tasks[slot].put((k, self.plan.groups[k]))
             for slot in self.workers:
                 self.tasks[slot].put(None)
             for process in self.workers.values():
@@ -341,19 +365,33 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit with parent", daemon=True).start()
 
 
+class _Tasks:
+    """A worker's task queue as :func:`~grounded_sam2.labeling.label_groups` takes groups: without
+    waiting when asked, None once the parent said there is no more."""
+
+    def __init__(self, tasks) -> None:
+        self.tasks, self.ended = tasks, False
+
+    def __call__(self, wait: bool) -> Optional[Group]:
+        if self.ended:
+            return None
+        try:
+            task = self.tasks.get(block=wait)
+        except queue.Empty:
+            return None
+        self.ended = task is None
+        return task
+
+
 def _work(slot: int, labeler_arguments: Tuple, tasks, events) -> None:
     """A worker process: build the labeler once, then predict and commit the groups it is given,
-    reporting their images. The images a worker that died had committed are reported by the one
-    that predicts the group again."""
+    reporting each when it is predicted and when its images are written. The images a worker that
+    died had committed are reported by the one that predicts the group again."""
     exit_with_parent()
     try:
         labeler = GroupLabeler(*labeler_arguments)
-        events.put(("ready", slot))
-        while (task := tasks.get()) is not None:
-            k, group = task
-            for report in labeler.label(group):
-                events.put(("image", slot, *report))
-            events.put(("done", slot, k))
+        labeler.label(_Tasks(tasks), lambda k, images: events.put(("written", slot, k, images)),
+                      lambda k: events.put(("predicted", slot, k)))
     except KeyboardInterrupt:
         pass
     except BaseException as e:

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from grounded_sam2.cli import main
+from grounded_sam2.cluster import GROUPS_PER_CALL, groups_per_call
 from grounded_sam2.errors import MissingDependencyError
 
 from dataset_files import normalized_dataset
@@ -33,10 +34,16 @@ def cluster():
         os.environ["PYTHONPATH"] = path
 
 
-def test_ray_actors_write_the_single_process_dataset(label_runs, cluster):
-    """YOLO here; the tests below compare COCO datasets. (The references are made meanwhile: each
-    test asks for its own once its runs are done.)"""
-    run = label_runs.label("ray-yolo", "--format", "yolo", "--ray", cluster, "--workers", "2")
+@pytest.mark.parametrize("groups, actors, expected", [(100, 2, GROUPS_PER_CALL), (3, 2, 1), (3, 1, 3), (1, 4, 1)])
+def test_an_actor_call_takes_several_groups_unless_that_leaves_actors_idle(groups, actors, expected):
+    assert groups_per_call(groups, actors) == expected
+
+
+def test_a_ray_actor_writes_the_single_process_dataset(label_runs, cluster):
+    """One actor: its one call labels the three groups, overlapped (the tests below use two
+    actors, a group per call). YOLO here; the tests below compare COCO datasets. (The references
+    are made meanwhile: each test asks for its own once its runs are done.)"""
+    run = label_runs.label("ray-yolo", "--format", "yolo", "--ray", cluster, "--workers", "1")
     assert run.returncode == 1, run.stderr
     reference, reference_run = label_runs.single("yolo")
     assert summary_lines(run.stdout) == summary_lines(reference_run.stdout)

@@ -4,9 +4,11 @@ their readers, resume after kill -9, refusals, and the grounded-sam2 command."""
 import hashlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from grounded_sam2.labeling import (
     batch_groups,
     default_batch_size,
     input_images,
-    label_batch,
+    label_groups,
     label_images,
     resolve_batch_size,
 )
@@ -282,26 +284,31 @@ def write_pictures(folder: Path, widths) -> list:
     return find_images(folder)
 
 
+def handed(groups):
+    """``label_groups``' next_group over a fixed list of groups, numbered in order."""
+    numbered = iter(enumerate(groups))
+    return lambda wait: next(numbered, None)
+
+
 def writer_for(folder: Path, create: bool = True) -> DatasetWriter:
     return DatasetWriter(folder, DatasetConfig(), ("dog",), {"pipeline": "test"}, create=create)
 
 
-def test_label_batch_writes_nothing_and_gives_one_result_per_input(tmp_path):
-    sources = write_pictures(tmp_path / "in", [30, 40])
+def test_load_image_gives_the_pixels_or_the_reason_and_writes_nothing(tmp_path):
+    write_pictures(tmp_path / "in", [30, 40])
     (tmp_path / "in" / "03.png").write_bytes(b"broken")
     sources = find_images(tmp_path / "in")
     before = tree_digest(tmp_path)
-    results = label_batch(sources, no_objects)
+    results = [labeling.load_image(source) for source in sources]
     assert tree_digest(tmp_path) == before
     assert [r.source for r in results] == sources
     assert [r.rgb.shape[1] if r.rgb is not None else None for r in results] == [30, 40, None]
-    assert [r.detections is not None for r in results] == [True, True, False]
     assert "cannot read image" in results[2].skip_reason and results[2].error is None
 
 
 def test_a_failing_batch_is_predicted_image_by_image(tmp_path):
     sources = write_pictures(tmp_path / "in", [30, 33, 40])
-    calls = []
+    calls, seen = [], []
 
     def predict(arrays, sources):
         calls.append(len(arrays))
@@ -309,10 +316,11 @@ def test_a_failing_batch_is_predicted_image_by_image(tmp_path):
             raise ValueError("this image breaks the model")
         return no_objects(arrays, sources)
 
-    results = label_batch(sources, predict)
+    label_groups(handed([sources]), writer_for(tmp_path / "out"), predict,
+                 lambda group, results, splits: seen.extend(results), lambda group, results, wrote: None)
     assert calls == [3, 1, 1, 1]
-    assert [r.skip_reason for r in results] == [None, "labeling failed: ValueError: this image breaks the model", None]
-    assert isinstance(results[1].error, ValueError)
+    assert [r.skip_reason for r in seen] == [None, "labeling failed: ValueError: this image breaks the model", None]
+    assert isinstance(seen[1].error, ValueError)
 
 
 def test_the_same_failure_again_and_again_stops_the_run(tmp_path):
@@ -326,7 +334,8 @@ def test_the_same_failure_again_and_again_stops_the_run(tmp_path):
     if hasattr(raised.value, "__notes__"):
         assert f"{STOP_AFTER_SAME_FAILURES} images in a row failed" in raised.value.__notes__[0]
     recorded = sorted(p.stem for p in (tmp_path / "out" / ".work" / "skipped").iterdir())
-    assert recorded == [s.name for s in sources[:STOP_AFTER_SAME_FAILURES]], "skips are on disk as they happen"
+    assert STOP_AFTER_SAME_FAILURES == 3, "the third failure is in group 1 (images 2 and 3)"
+    assert recorded == [s.name for s in sources[:4]], "skips are on disk as they happen, up to the whole last group"
 
 
 def test_failures_that_differ_or_are_interrupted_by_successes_do_not_stop(tmp_path):
@@ -669,3 +678,73 @@ def test_a_batch_that_does_not_fit_in_memory_is_split_in_halves_and_reported(tmp
     assert summary.labeled == 7 and not summary.skipped and summary.memory_splits == 2
     assert "2 batch(es) did not fit in memory and were labeled in halves" in str(summary)
     assert capsys.readouterr().err.count("did not fit in memory") == 1, "said once while running"
+
+
+# --- the engine: stages overlapped, groups taken as they come -------------------------------------
+
+STAGE_WAIT_S = 60  # how long a stage waits for the overlap it expects before the test fails
+
+
+def test_the_next_group_is_read_while_one_is_predicted(tmp_path, monkeypatch):
+    sources = write_pictures(tmp_path / "in", [30, 31, 32])
+    load, reading = labeling.load_image, {name: threading.Event() for name in ("01", "02")}
+
+    def recorded_load(source):
+        if source.name in reading:
+            reading[source.name].set()
+        return load(source)
+
+    read_meanwhile = []
+
+    def predict(arrays, batch):
+        if batch[0].name == "00":  # an error here would only skip the image: recorded instead
+            read_meanwhile.extend(reading[name].wait(STAGE_WAIT_S) for name in ("01", "02"))
+        return no_objects(arrays, batch)
+
+    monkeypatch.setattr(labeling, "load_image", recorded_load)
+    summary = label_images(sources, writer_for(tmp_path / "out"), predict, batch_size=1, progress=False)
+    assert read_meanwhile == [True, True], "groups 1 and 2 (LOAD_AHEAD_GROUPS) are read while group 0 is predicted"
+    assert summary.labeled == 3
+
+
+def test_a_group_is_written_while_the_next_is_predicted(tmp_path, monkeypatch):
+    sources = write_pictures(tmp_path / "in", [30, 31])
+    commit, predicting = DatasetWriter.commit, threading.Event()
+
+    def slow_commit(self, result):
+        if result.source.name == "00":
+            assert predicting.wait(STAGE_WAIT_S), "group 1 is not predicted while group 0 is written"
+        return commit(self, result)
+
+    def predict(arrays, batch):
+        predicting.set() if batch[0].name == "01" else None
+        return no_objects(arrays, batch)
+
+    monkeypatch.setattr(DatasetWriter, "commit", slow_commit)
+    summary = label_images(sources, writer_for(tmp_path / "out"), predict, batch_size=1, progress=False)
+    assert summary.labeled == 2
+
+
+def test_groups_handed_out_as_others_are_written_never_deadlock(tmp_path):
+    """A worker's source: group k+1 comes only once group k is written, and not yet when the
+    engine looks ahead; the engine writes what it holds before it waits."""
+    sources = write_pictures(tmp_path / "in", [30, 31, 32, 33, 34])
+    tasks, taken = queue.Queue(), []
+    tasks.put((0, sources[:2]))
+
+    def next_group(wait):
+        try:
+            group = tasks.get(timeout=STAGE_WAIT_S) if wait else tasks.get_nowait()
+        except queue.Empty:
+            assert not wait, "the engine waits for a group while holding unwritten results"
+            return None
+        taken.append((group or (None,))[0])
+        return group
+
+    def written(group, results, wrote):
+        k = group[0] + 1
+        tasks.put((k, sources[2 * k : 2 * k + 2]) if k < 3 else None)
+
+    label_groups(next_group, writer_for(tmp_path / "out"), no_objects, lambda group, results, splits: None, written)
+    assert taken == [0, 1, 2, None]
+    assert all(writer_for(tmp_path / "out", create=False).is_done(s) for s in sources)

@@ -1,17 +1,20 @@
 """--devices: one worker process per device writing one dataset, equal to the single process's
 to the byte, also when a worker is killed mid-run (tiny models, CPU workers)."""
 
+import collections
 import os
+import queue
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from grounded_sam2.errors import SettingsError
-from grounded_sam2.parallel import parse_devices
+from grounded_sam2.parallel import WORKER_GROUPS, _Job, _Tasks, parse_devices
 
 from dataset_files import normalized_dataset
 from scale_out import command_line, summary_lines, wait_until_written, worker_pids
@@ -31,6 +34,46 @@ def test_device_specs(spec, expected):
 def test_bad_device_specs(spec, message):
     with pytest.raises(SettingsError, match=message):
         parse_devices(spec)
+
+
+def idle_job(groups: int, workers: int) -> _Job:
+    """A parent's job over ``groups`` groups whose ``workers`` workers hold nothing (no process)."""
+    job = _Job(SimpleNamespace(groups=[[f"image {k}"] for k in range(groups)]), ["cpu"] * workers)
+    for slot in range(workers):
+        job.workers[slot], job.holding[slot], job.unpredicted[slot], job.tasks[slot] = None, [], set(), queue.Queue()
+    return job
+
+
+def test_groups_are_handed_out_in_turn_up_to_the_unpredicted_limit():
+    assert WORKER_GROUPS == 3
+    job, todo = idle_job(10, 2), collections.deque(range(10))
+    job._hand_out(todo)
+    assert job.holding == {0: [0, 2, 4], 1: [1, 3, 5]} and list(todo) == [6, 7, 8, 9]
+    assert [job.tasks[1].get_nowait() for _ in range(3)] == [(1, ["image 1"]), (3, ["image 3"]), (5, ["image 5"])]
+    job.unpredicted[1].discard(1)  # worker 1 predicted group 1: it may read one more ahead
+    job._hand_out(todo)
+    assert job.holding == {0: [0, 2, 4], 1: [1, 3, 5, 6]} and list(todo) == [7, 8, 9]
+    small, todo = idle_job(3, 2), collections.deque(range(3))
+    small._hand_out(todo)
+    assert small.holding == {0: [0, 2], 1: [1]}, "a small input is shared too"
+
+
+class NeverFilled(queue.Queue):
+    """A task queue that fails a test instead of blocking forever."""
+
+    def get(self, block=True, timeout=None):
+        assert not (block and self.empty()), "waits on a queue nothing will be put in"
+        return super().get(block, timeout)
+
+
+def test_a_workers_task_queue_gives_groups_without_waiting_when_asked_and_ends_at_none():
+    tasks = NeverFilled()
+    take = _Tasks(tasks)
+    assert take(False) is None, "none yet"
+    tasks.put((0, ["a"]))
+    tasks.put(None)
+    assert take(True) == (0, ["a"])
+    assert take(False) is None and take(True) is None, "ended: no waiting for more"
 
 
 def test_two_cpu_workers_write_the_single_process_dataset(label_runs):
