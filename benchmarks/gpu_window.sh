@@ -8,7 +8,7 @@
 #
 # Here, once (after `bash tests/run.sh --co -q` has built .venv):
 #     bash benchmarks/gpu_window.sh wheels
-# There, through the device tool (about 9 minutes of device time; each step has its own limit;
+# There, through the device tool (about 9.5 minutes of device time; each step has its own limit;
 # without autodistill there, bench_pipeline runs ours through labeling.label_folder):
 #     run(command="bash benchmarks/gpu_window.sh run", timeout_s=600, carry=[".whl", ".venv/reference/sam2",
 #         ".venv/reference/hydra", ".venv/reference/omegaconf", ".venv/reference/antlr4", ".venv/reference/iopath"])
@@ -45,6 +45,8 @@ run)
   step image-predictor 75 python3 benchmarks/bench_image_predictor.py --device cuda --bf16 \
     --variant sam2.1_hiera_large --json "$OUT/image-predictor.json"
   step video 90 python3 benchmarks/bench_video.py --device cuda --json "$OUT/video.json"
+  # last (the least needed): how much host work this machine's cores hide behind a 10 ms/image device
+  step overlap 40 python3 benchmarks/bench_overlap.py --device-ms 10 --repeats 2 --json "$OUT/overlap.json"
   ;;
 *)
   echo "usage: bash benchmarks/gpu_window.sh wheels|run" >&2
