@@ -1,4 +1,4 @@
-"""Labeling a whole folder into a dataset, in two parts that other runners reuse:
+"""Labeling a whole folder into a dataset, in two parts:
 
 - :func:`label_groups`, the engine: batch groups read and decoded by loader threads ahead of the
   models, predicted back to back (a failing batch falls back to one image at a time, one that

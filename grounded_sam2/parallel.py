@@ -173,13 +173,13 @@ class GroupLabeler:
         run, or by a worker that died after committing it) is reported as labeled."""
 
         def reports(group: Group, results: List[ImageResult], wrote: List[bool]) -> None:
-            written(group[0], [image_report(result, new) for result, new in zip(results, wrote)])
+            written(group[0], [_image_report(result, new) for result, new in zip(results, wrote)])
 
         label_groups(next_group, self.writer, lambda arrays, _: self.pipeline.predict_batch(arrays),
                      lambda group, results, splits: predicted(group[0]), reports)
 
 
-def image_report(result: ImageResult, wrote: bool) -> ImageReport:
+def _image_report(result: ImageResult, wrote: bool) -> ImageReport:
     """What the parent is told of one result: labeled when it was done before (``wrote`` False)."""
     path = str(result.source.path) if result.source.path else None
     if not wrote:

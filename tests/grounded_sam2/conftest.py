@@ -25,6 +25,14 @@ def small_sam2():
 
 
 @pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """``make-tiny-models``' Florence-2 directory and SAM 2 checkpoint, written once per session."""
+    from grounded_sam2.tiny_models import make_tiny_models
+
+    return make_tiny_models(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
 def tiny_grounder(tmp_path_factory):
     """tiny_grounder(backend): the directory of a tiny random model of that grounding backend,
     written once per session (``grounded_sam2.tiny_models.TINY_GROUNDERS``)."""

@@ -37,7 +37,6 @@ from grounded_sam2.labeling import (
     label_images,
     resolve_batch_size,
 )
-from grounded_sam2.tiny_models import make_tiny_models
 
 from dataset_files import normalized_dataset
 from florence_script import ScriptedAnswers
@@ -169,11 +168,6 @@ def test_refusals(model, tiny_florence, small_sam2, tmp_path):
 
 
 # --- the command line, with models on disk -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    return make_tiny_models(tmp_path_factory.mktemp("tiny"))
 
 
 CLI = [sys.executable, "-m", "grounded_sam2.cli"]

@@ -20,7 +20,6 @@ import torch
 
 import segmenter
 from grounded_sam2.model import GroundedSAM2
-from grounded_sam2.tiny_models import make_tiny_models
 from grounded_sam2.video import TrackingSettings, VideoTracker
 
 from dataset_files import normalized_dataset
@@ -251,11 +250,6 @@ CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.ge
 
 def cli(*args):
     return subprocess.run([*CLI, *map(str, args)], cwd=ROOT, env=CLI_ENV, capture_output=True, text=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    return make_tiny_models(tmp_path_factory.mktemp("tiny"))
 
 
 def write_video(path: Path, frames) -> Path:
