@@ -13,8 +13,10 @@ Modes, on the same images into fresh folders, ``--repeats`` times, alternating:
 
 - ``serial``: one stage at a time (no group read ahead or written behind, one thread each), the
   loop before the overlapped engine;
+- ``unprepared`` (with ``--grounder-pixels`` only): ``label_images`` with the grounder's pixels
+  made in ``predict``, on the device's path, as before the loader threads made them;
 - ``single``: ``label_images`` as a single process runs it (2 loader and 2 export threads, 2
-  groups read ahead, up to 2 written behind);
+  groups read ahead, up to 2 written behind; the loader threads make the grounder's pixels);
 - ``worker``: the engine as a ``--devices`` worker runs it: groups taken from a task queue
   (``parallel._Tasks``) that a parent fills by ``parallel._Job``'s rule (a group more each time
   one is predicted, at most ``WORKER_GROUPS`` unpredicted), as they come.
@@ -26,10 +28,16 @@ measured alone on one thread: reading + decoding, and writing its results.
 
     python benchmarks/bench_overlap.py                          # 64 720x1280 JPEGs, 33 ms/image
     python benchmarks/bench_overlap.py --device-ms 10 --format coco
+    python benchmarks/bench_overlap.py --grounder-pixels 768
+
+``--grounder-pixels 768`` adds Florence-2's image preprocessing at 768x768 (the published models'
+image processor: resize, rescale, normalize; 50-80 ms an image on one core here) to the host's work:
+made by ``predict`` in ``serial`` and ``unprepared``, by the loader threads (``prepare``) in the
+others, as ``Pipeline.prepare`` does.
 
 Options: ``--images 64``, ``--height 720 --width 1280``, ``--objects 5``, ``--device-ms 33``
 (33 ms: the 30 images/s the throughput issue asks of a GPU), ``--batch-size 4``,
-``--format yolo|coco``, ``--repeats 3``, ``--json PATH``.
+``--format yolo|coco``, ``--grounder-pixels 0`` (off), ``--repeats 3``, ``--json PATH``.
 """
 
 import argparse
@@ -41,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -77,12 +85,29 @@ def object_masks(height: int, width: int, objects: int, seed: int) -> np.ndarray
     return masks.astype(bool)
 
 
-def simulated_device(masks: Dict[str, np.ndarray], device_s: float) -> Callable:
-    """A predict function that waits ``device_s`` per image and gives each image its masks."""
+def florence_pixels(side: int) -> Callable[[np.ndarray], object]:
+    """Florence-2's image preprocessing at ``side`` (the published models: 768): the image
+    processor the models ship with (resize, rescale, normalize), for one RGB image."""
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    processor = CLIPImageProcessor(size={"height": side, "width": side}, crop_size={"height": side, "width": side},
+                                   do_center_crop=False, image_mean=[0.485, 0.456, 0.406],
+                                   image_std=[0.229, 0.224, 0.225])
+    return lambda rgb: processor(images=[Image.fromarray(rgb)], return_tensors="pt")["pixel_values"]
+
+
+def simulated_device(masks: Dict[str, np.ndarray], device_s: float, pixels: Optional[Callable]) -> Callable:
+    """A predict function that makes the ``pixels`` of each image not prepared ahead (as
+    ``Pipeline.predict_batch`` makes the grounder's inputs), waits ``device_s`` per image and
+    gives each image its masks."""
     from grounded_sam2.detections import make_detections, masks_to_xyxy
 
-    def predict(arrays, sources):
-        time.sleep(device_s * len(arrays))
+    def predict(inputs, sources):
+        for image in inputs:
+            if pixels is not None and isinstance(image, np.ndarray):  # not prepared: made here
+                pixels(image)
+        time.sleep(device_s * len(inputs))
         results = []
         for source in sources:
             m = masks[source.name]
@@ -101,25 +126,26 @@ def writer_for(output: Path, dataset_format: str):
     return DatasetWriter(output, DatasetConfig(format=dataset_format), CLASSES, {"pipeline": "bench_overlap"})
 
 
-def run_serial(sources, output, predict, batch_size, dataset_format) -> None:
+def run_serial(sources, output, predict, batch_size, dataset_format, prepare) -> None:
     from grounded_sam2 import labeling
 
     ahead, behind = labeling.LOAD_AHEAD_GROUPS, labeling.EXPORT_BEHIND_GROUPS
     labeling.LOAD_AHEAD_GROUPS = labeling.EXPORT_BEHIND_GROUPS = 0
     try:
         labeling.label_images(sources, writer_for(output, dataset_format), predict, batch_size, progress=False,
-                              loader_threads=1, export_threads=1)
+                              loader_threads=1, export_threads=1, prepare=prepare)
     finally:
         labeling.LOAD_AHEAD_GROUPS, labeling.EXPORT_BEHIND_GROUPS = ahead, behind
 
 
-def run_single(sources, output, predict, batch_size, dataset_format) -> None:
+def run_single(sources, output, predict, batch_size, dataset_format, prepare) -> None:
     from grounded_sam2 import labeling
 
-    labeling.label_images(sources, writer_for(output, dataset_format), predict, batch_size, progress=False)
+    labeling.label_images(sources, writer_for(output, dataset_format), predict, batch_size, progress=False,
+                          prepare=prepare)
 
 
-def run_worker(sources, output, predict, batch_size, dataset_format) -> None:
+def run_worker(sources, output, predict, batch_size, dataset_format, prepare) -> None:
     """One worker's engine fed as ``parallel._Job`` feeds it, in this process."""
     import queue
 
@@ -141,21 +167,30 @@ def run_worker(sources, output, predict, batch_size, dataset_format) -> None:
             job.tasks[0].put(None)
 
     writer = writer_for(output, dataset_format)
-    labeling.label_groups(parallel._Tasks(job.tasks[0]), writer, predict, predicted, written)
+    labeling.label_groups(parallel._Tasks(job.tasks[0]), writer, predict, predicted, written, prepare=prepare)
     writer.finalize()
 
 
-MODES: Dict[str, Callable] = {"serial": run_serial, "single": run_single, "worker": run_worker}
+# mode -> (runner, whether the loader threads prepare the grounder's pixels, when there are any)
+MODES: Dict[str, Tuple[Callable, bool]] = {
+    "serial": (run_serial, False), "unprepared": (run_single, False), "single": (run_single, True),
+    "worker": (run_worker, True),
+}
 
 
-def host_costs(sources, masks, dataset_format, root: Path) -> Dict[str, float]:
-    """Milliseconds per image of reading + decoding and of writing its results, alone."""
+def host_costs(sources, masks, dataset_format, root: Path, pixels: Optional[Callable]) -> Dict[str, float]:
+    """Milliseconds per image of reading + decoding, of the grounder's pixels and of writing its
+    results, alone."""
     from grounded_sam2 import labeling
 
     start = time.perf_counter()
     loaded = [labeling.load_image(source) for source in sources]
     read_ms = 1000 * (time.perf_counter() - start) / len(sources)
-    predict = simulated_device(masks, 0.0)
+    start = time.perf_counter()
+    for result in loaded if pixels is not None else []:
+        pixels(result.rgb)
+    pixels_ms = 1000 * (time.perf_counter() - start) / len(sources)
+    predict = simulated_device(masks, 0.0, None)
     for result, detections in zip(loaded, predict([r.rgb for r in loaded], sources)):
         result.detections = detections
     writer = writer_for(root / "host-costs", dataset_format)
@@ -163,7 +198,7 @@ def host_costs(sources, masks, dataset_format, root: Path) -> Dict[str, float]:
     for result in loaded:
         writer.commit(result)
     write_ms = 1000 * (time.perf_counter() - start) / len(sources)
-    return {"read_ms": read_ms, "write_ms": write_ms}
+    return {"read_ms": read_ms, "pixels_ms": pixels_ms, "write_ms": write_ms}
 
 
 def main() -> None:
@@ -175,6 +210,7 @@ def main() -> None:
     parser.add_argument("--device-ms", type=float, default=33.0)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--format", choices=["yolo", "coco"], default="yolo")
+    parser.add_argument("--grounder-pixels", type=int, default=0, metavar="SIDE")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -183,16 +219,19 @@ def main() -> None:
         root = Path(tmp)
         sources = write_images(root / "in", args.images, args.height, args.width)
         masks = {s.name: object_masks(args.height, args.width, args.objects, i) for i, s in enumerate(sources)}
-        costs = host_costs(sources, masks, args.format, root)
-        predict = simulated_device(masks, args.device_ms / 1000)
+        pixels = florence_pixels(args.grounder_pixels) if args.grounder_pixels else None
+        costs = host_costs(sources, masks, args.format, root, pixels)
+        predict = simulated_device(masks, args.device_ms / 1000, pixels)
         device_s = args.images * args.device_ms / 1000
-        walls: Dict[str, List[float]] = {mode: [] for mode in MODES}
+        modes = {mode: run for mode, run in MODES.items() if pixels is not None or mode != "unprepared"}
+        walls: Dict[str, List[float]] = {mode: [] for mode in modes}
         datasets, busy_cores = {}, []
         for repeat in range(args.repeats):
-            for mode, run in MODES.items():
+            for mode, (run, prepares) in modes.items():
                 output = root / f"{mode}-{repeat}"
+                prepare = (lambda rgb: ("prepared", pixels(rgb))) if prepares and pixels is not None else None
                 machine, own, start = machine_busy_seconds(), own_cpu_seconds(), time.perf_counter()
-                run(sources, output, predict, args.batch_size, args.format)
+                run(sources, output, predict, args.batch_size, args.format, prepare)
                 wall = time.perf_counter() - start
                 walls[mode].append(wall)
                 busy_cores.append((machine_busy_seconds() - machine - (own_cpu_seconds() - own)) / wall)
@@ -201,15 +240,16 @@ def main() -> None:
     print(f"{args.images} images {args.height}x{args.width}, {args.objects} objects each, {args.format}, "
           f"batch size {args.batch_size}, simulated device {args.device_ms:g} ms/image, {args.repeats} repeats; "
           f"{platform.processor() or platform.machine()}")
-    print(f"host work alone, one thread: read + decode {costs['read_ms']:.1f} ms/image, "
+    pixel_cost = f"grounder pixels at {args.grounder_pixels} {costs['pixels_ms']:.1f} ms/image, " if pixels else ""
+    print(f"host work alone, one thread: read + decode {costs['read_ms']:.1f} ms/image, {pixel_cost}"
           f"write {costs['write_ms']:.1f} ms/image")
-    print(f"{'mode':8} {'best s':>7} {'median s':>9} {'images/s':>9} {'device busy':>12}  same dataset as serial")
+    print(f"{'mode':10} {'best s':>7} {'median s':>9} {'images/s':>9} {'device busy':>12}  same dataset as serial")
     rows = {}
     for mode, times in walls.items():
         best, median = min(times), statistics.median(times)
         rows[mode] = {"best_s": best, "median_s": median, "images_per_s": args.images / best,
                       "device_busy": device_s / best, "same_dataset": datasets[mode] == datasets["serial"]}
-        print(f"{mode:8} {best:7.2f} {median:9.2f} {args.images / best:9.1f} {100 * device_s / best:11.0f}%  "
+        print(f"{mode:10} {best:7.2f} {median:9.2f} {args.images / best:9.1f} {100 * device_s / best:11.0f}%  "
               f"{'yes' if rows[mode]['same_dataset'] else 'NO'}")
     print(f"other processes used {max(busy_cores):.2f} cores at most during a run")
     if args.json:

@@ -40,7 +40,8 @@ from .pipeline import Pipeline
 from .segmentation import Segmenter, SegmenterConfig, automatic_detections, given_box_requests
 from .speed import compile_models
 
-# predict(images as RGB uint8 arrays, their sources) -> one sv.Detections per image
+# predict(images as RGB uint8 arrays, or what the engine's prepare made of them, their sources)
+# -> one sv.Detections per image
 PredictFn = Callable[[List[np.ndarray], List[SourceImage]], List[sv.Detections]]
 Group = Tuple[int, List[SourceImage]]  # a batch group: its number and its images
 CPU_BATCH_SIZE = 1  # the default on a CPU, where a batch makes each image slower (benchmarks/RESULTS.md)
@@ -111,27 +112,43 @@ def load_image(source: SourceImage) -> ImageResult:
         return ImageResult(source, skip_reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
-def _predict_into(loaded: List[ImageResult], predict: PredictFn) -> int:
-    """Predict ``loaded`` together into its results; returns how many times a batch was split
-    because it did not fit in memory. Out of memory, a batch is split in two and each half
-    predicted (split again while needed); any other error, its images are predicted one by one,
-    so that only the image that fails is skipped."""
+def load_and_prepare(source: SourceImage, prepare: Optional[Callable[[np.ndarray], Any]]) -> Tuple[ImageResult, Any]:
+    """:func:`load_image`, and what the predict function takes of the image: ``prepare(rgb)``, or
+    the RGB array itself without ``prepare`` (or when it fails: the predict function then makes
+    what it needs itself, and reports the error as any prediction error)."""
+    result = load_image(source)
+    if result.rgb is None or prepare is None:
+        return result, result.rgb
+    try:
+        return result, prepare(result.rgb)
+    except Exception:
+        return result, result.rgb
+
+
+def _predict_into(loaded: List[Tuple[ImageResult, Any]], predict: PredictFn) -> int:
+    """Predict the images of ``loaded`` (results and what the predict function takes of each)
+    together into their results; returns how many times a batch was split because it did not
+    fit in memory. Out of memory, a batch is split in two and each half predicted (split again
+    while needed); any other error, its images are predicted one by one, so that only the image
+    that fails is skipped."""
     if not loaded:
         return 0
     try:
-        for result, detections in zip(loaded, predict([r.rgb for r in loaded], [r.source for r in loaded])):
-            result.detections = detections
+        detections = predict([inputs for _, inputs in loaded], [result.source for result, _ in loaded])
+        for (result, _), found in zip(loaded, detections):
+            result.detections = found
         return 0
     except Exception as e:
         if len(loaded) == 1:
-            loaded[0].skip_reason = f"labeling failed: {traceback.format_exception_only(type(e), e)[-1].strip()}"
-            loaded[0].error = e
+            result = loaded[0][0]
+            result.skip_reason = f"labeling failed: {traceback.format_exception_only(type(e), e)[-1].strip()}"
+            result.error = e
             return 0
         if is_out_of_memory(e):
             _free_device_memory()
             half = (len(loaded) + 1) // 2
             return 1 + _predict_into(loaded[:half], predict) + _predict_into(loaded[half:], predict)
-    return sum(_predict_into([result], predict) for result in loaded)
+    return sum(_predict_into([pair], predict) for pair in loaded)
 
 
 def _free_device_memory() -> None:
@@ -159,13 +176,16 @@ def label_groups(
     written: Callable[[Group, List[ImageResult], List[bool]], None],
     loader_threads: int = LOADER_THREADS,
     export_threads: int = EXPORT_THREADS,
+    prepare: Optional[Callable[[np.ndarray], Any]] = None,
 ) -> None:
     """Label the groups ``next_group`` gives into ``writer``'s dataset, the stages overlapped.
 
     ``next_group(wait)`` is the next group, or None: none yet (``wait`` False) or none will come
     (``wait`` True). Groups are taken without waiting while fewer than
     :data:`LOAD_AHEAD_GROUPS` are read ahead of the one being predicted, and ``loader_threads``
-    threads read and decode their images; when none is read ahead, every result is written
+    threads read and decode their images and, with ``prepare``, make what ``predict`` takes of
+    each (``prepare(rgb)``, e.g. :meth:`~grounded_sam2.pipeline.Pipeline.prepare`; without it,
+    ``predict`` gets the RGB arrays); when none is read ahead, every result is written
     before waiting for the next group. Each group is predicted whole (:func:`_predict_into`), then
     ``predicted(group, results, splits)`` is called, on this thread (it may raise to stop), while
     ``export_threads`` threads commit the results of at most :data:`EXPORT_BEHIND_GROUPS` groups
@@ -199,12 +219,13 @@ def label_groups(
                     group = next_group(not loading)
                     if group is None:
                         break
-                    loading.append((group, [loaders.submit(load_image, source) for source in group[1]]))
+                    loading.append((group, [loaders.submit(load_and_prepare, source, prepare) for source in group[1]]))
                 if not loading:
                     return
                 group, loads = loading.popleft()
-                results = [load.result() for load in loads]
-                splits = _predict_into([r for r in results if r.rgb is not None], predict)
+                loaded = [load.result() for load in loads]
+                results = [result for result, _ in loaded]
+                splits = _predict_into([pair for pair in loaded if pair[0].rgb is not None], predict)
                 exporting.append((group, results, [exporters.submit(commit, result) for result in results]))
                 predicted(group, results, splits)
                 while exporting and (len(exporting) > EXPORT_BEHIND_GROUPS or all(c.done() for c in exporting[0][2])):
@@ -222,8 +243,10 @@ def label_images(
     progress: bool = True,
     loader_threads: int = LOADER_THREADS,
     export_threads: int = EXPORT_THREADS,
+    prepare: Optional[Callable[[np.ndarray], Any]] = None,
 ) -> LabelSummary:
-    """Label ``images`` into ``writer``'s dataset with :func:`label_groups`, committing each
+    """Label ``images`` into ``writer``'s dataset with :func:`label_groups` (``prepare``: see
+    there), committing each
     result as soon as it exists, then finalize the dataset.
 
     Batches are fixed groups: group k is the k-th ``batch_size`` images of ``images``, whatever
@@ -264,7 +287,7 @@ def label_images(
 
     with tqdm(total=len(images) - len(finished), unit="img", desc="labeling", disable=not progress) as bar:
         label_groups(lambda wait: next(groups, None), writer, predict, predicted,
-                     lambda group, results, wrote: bar.update(sum(wrote)), loader_threads, export_threads)
+                     lambda group, results, wrote: bar.update(sum(wrote)), loader_threads, export_threads, prepare)
     counts: Counter = writer.finalize()
     summary.objects_per_class = {name: counts.get(name, 0) for name in writer.classes}
     return summary
@@ -309,7 +332,8 @@ def label_folder(
     images = input_images(source, extensions)
     provenance = {"pipeline": pipeline.describe(), "batch_size": batch_size}
     writer = DatasetWriter(Path(output), dataset, pipeline.classes, provenance)
-    summary = label_images(images, writer, lambda arrays, _: pipeline.predict_batch(arrays), batch_size, progress)
+    summary = label_images(images, writer, lambda prepared, _: pipeline.predict_batch(prepared), batch_size, progress,
+                           prepare=pipeline.prepare)
     summary.ignored = ignored_files(source, extensions)
     summary.hint = empty_dataset_hint(summary)
     return summary

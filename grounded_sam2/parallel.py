@@ -175,8 +175,8 @@ class GroupLabeler:
         def reports(group: Group, results: List[ImageResult], wrote: List[bool]) -> None:
             written(group[0], [_image_report(result, new) for result, new in zip(results, wrote)])
 
-        label_groups(next_group, self.writer, lambda arrays, _: self.pipeline.predict_batch(arrays),
-                     lambda group, results, splits: predicted(group[0]), reports)
+        label_groups(next_group, self.writer, lambda prepared, _: self.pipeline.predict_batch(prepared),
+                     lambda group, results, splits: predicted(group[0]), reports, prepare=self.pipeline.prepare)
 
 
 def _image_report(result: ImageResult, wrote: bool) -> ImageReport:

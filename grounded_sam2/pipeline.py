@@ -5,7 +5,8 @@ segmenter -> ``sv.Detections`` (see :mod:`grounded_sam2.detections`).
     [detections] = pipeline.predict_batch([rgb_uint8_image])
 """
 
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import supervision as sv
@@ -21,6 +22,15 @@ from .grounding.loading import missing_checkpoint as missing_grounder
 from .ontology import Ontology
 from .segmentation import BoxRequest, Segmenter, given_box_requests
 from .speed import compile_models
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An RGB HxWx3 uint8 image with what the grounder makes of it ahead
+    (:meth:`Pipeline.prepare`); :meth:`Pipeline.predict_batch` takes it in place of the image."""
+
+    rgb: np.ndarray
+    grounder_inputs: Any
 
 
 class Pipeline:
@@ -50,22 +60,30 @@ class Pipeline:
         """Class names; a detection's ``class_id`` indexes this list."""
         return list(self.ontology.classes)
 
-    def ground(self, images: Sequence[np.ndarray]) -> List[List[BoxRequest]]:
+    def prepare(self, image: np.ndarray) -> PreparedImage:
+        """``image`` with the grounder's inputs made on the CPU (see the grounder's ``prepare``),
+        for :meth:`predict_batch`: labeling's loader threads call it, off the device's path."""
+        return PreparedImage(image, self.grounder.prepare(image))
+
+    def ground(self, images: Sequence[np.ndarray], prepared: Optional[Sequence[Any]] = None) -> List[List[BoxRequest]]:
         """The filtered grounding boxes of RGB uint8 images, one list per image (the first stage
-        of :meth:`predict_batch`; video labeling also uses it to start and confirm tracks)."""
+        of :meth:`predict_batch`; video labeling also uses it to start and confirm tracks).
+        ``prepared``: the grounder's inputs of each image, made ahead."""
         ontology = self.ontology
-        grounded = self.grounder.ground(list(images), ontology.prompts)
+        grounded = self.grounder.ground(list(images), ontology.prompts, prepared)
         return [
             [BoxRequest(b.xyxy, ontology.class_id(b.prompt), ontology.class_of(b.prompt), b.confidence, b.prompt)
              for b in filter_boxes(boxes, self.config.filters, ontology.class_id)]
             for boxes in grounded
         ]
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> List[sv.Detections]:
-        """Detections with NxHxW boolean masks for RGB uint8 images: grounded together,
-        encoded by SAM 2 in one pass."""
-        images = list(images)
-        return self.segmenter.segment(images, self.ground(images))
+    def predict_batch(self, images: Sequence[Union[np.ndarray, PreparedImage]]) -> List[sv.Detections]:
+        """Detections with NxHxW boolean masks for RGB uint8 images (or :meth:`prepare` of
+        them: the same detections): grounded together, encoded by SAM 2 in one pass."""
+        rgb = [image.rgb if isinstance(image, PreparedImage) else image for image in images]
+        inputs = [image.grounder_inputs if isinstance(image, PreparedImage) else None for image in images]
+        prepared = inputs if all(i is not None for i in inputs) else None
+        return self.segmenter.segment(rgb, self.ground(rgb, prepared))
 
     def segment_boxes(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray],
                       class_ids: Sequence[np.ndarray]) -> List[sv.Detections]:

@@ -4,7 +4,7 @@ text prompts, built from a frozen, validated :class:`GrounderConfig`."""
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Protocol, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -65,9 +65,17 @@ class Grounder(Protocol):
         """Raises :class:`GroundingModelError` for prompts the model cannot take (too long), so
         that a pipeline fails before its first image."""
 
-    def ground(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> List[List[GroundedBox]]:
+    def prepare(self, image: np.ndarray) -> Any:
+        """What the model takes of one HxWx3 RGB uint8 image that can be made ahead on the CPU
+        (a loader thread calls it while the device works on other images), for ``ground``'s
+        ``prepared``; None when the backend makes nothing ahead. Pure: the boxes are the same
+        with it and without."""
+
+    def ground(self, images: Sequence[np.ndarray], prompts: Sequence[str],
+               prepared: Optional[Sequence[Any]] = None) -> List[List[GroundedBox]]:
         """Boxes for ``prompts`` in each HxWx3 RGB uint8 image: one list per image, each box
-        naming the prompt (one of ``prompts``, never another text) it was found for."""
+        naming the prompt (one of ``prompts``, never another text) it was found for.
+        ``prepared``: :meth:`prepare` of each image, made ahead (None: made here)."""
 
     def describe(self) -> Dict[str, Any]:
         """JSON-able settings that decide the boxes (backend, checkpoint, options), for a

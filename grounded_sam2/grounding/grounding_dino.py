@@ -21,7 +21,7 @@ the same size share a pass: a result does not depend on what else is in the batc
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -130,9 +130,15 @@ class GroundingDinoGrounder:
                 raise GroundingModelError(f"prompt {prompt!r} gives no token to {self.config.backend}")
         return Chunk(caption, tuple(prompts), tuple(spans))
 
+    def prepare(self, image: np.ndarray) -> None:
+        """Nothing is made ahead: the processor takes the image with the text."""
+        return None
+
     @torch.no_grad()
-    def ground(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> List[List[GroundedBox]]:
-        """Boxes for ``prompts`` in each RGB HxWx3 uint8 image: one list per image, chunk by chunk."""
+    def ground(self, images: Sequence[np.ndarray], prompts: Sequence[str],
+               prepared: Optional[Sequence[None]] = None) -> List[List[GroundedBox]]:
+        """Boxes for ``prompts`` in each RGB HxWx3 uint8 image: one list per image, chunk by chunk.
+        ``prepared`` is unused (see :meth:`prepare`)."""
         from PIL import Image
 
         chunks = self.chunks(prompts)

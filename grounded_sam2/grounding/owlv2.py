@@ -13,7 +13,7 @@ are dropped. A query is at most 16 tokens: longer prompts are truncated, with a 
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -64,9 +64,15 @@ class Owlv2Grounder:
                 warnings.warn(f"prompt {prompt!r} has {length} tokens; OWLv2 reads the first {self._max_tokens}",
                               stacklevel=2)
 
+    def prepare(self, image: np.ndarray) -> None:
+        """Nothing is made ahead: the processor takes the image with the text."""
+        return None
+
     @torch.no_grad()
-    def ground(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> List[List[GroundedBox]]:
-        """Boxes for ``prompts`` in each RGB HxWx3 uint8 image: one list per image."""
+    def ground(self, images: Sequence[np.ndarray], prompts: Sequence[str],
+               prepared: Optional[Sequence[None]] = None) -> List[List[GroundedBox]]:
+        """Boxes for ``prompts`` in each RGB HxWx3 uint8 image: one list per image. ``prepared`` is unused
+        (see :meth:`prepare`)."""
         from PIL import Image
 
         results: List[List[GroundedBox]] = []

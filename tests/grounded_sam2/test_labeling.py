@@ -742,3 +742,42 @@ def test_groups_handed_out_as_others_are_written_never_deadlock(tmp_path):
     label_groups(next_group, writer_for(tmp_path / "out"), no_objects, lambda group, results, splits: None, written)
     assert taken == [0, 1, 2, None]
     assert all(writer_for(tmp_path / "out", create=False).is_done(s) for s in sources)
+
+
+def test_the_grounders_inputs_are_made_in_the_loader_threads_and_change_nothing(model, tmp_path):
+    """label_folder passes Pipeline.prepare to the engine: Florence-2's pixels are made by the
+    loader threads, and the dataset is the one the images alone give, to the byte."""
+    write_pictures(tmp_path / "in", [40 + 4 * i for i in range(5)])
+    pipeline, threads = model.pipeline, set()
+    prepare = pipeline.prepare
+
+    def recorded(image):
+        threads.add(threading.current_thread().name)
+        return prepare(image)
+
+    pipeline.prepare = recorded
+    model.label(tmp_path / "in", output_folder=tmp_path / "prepared", format="coco", batch_size=2, progress=False)
+    assert threads and all(name.startswith("grounded-sam2-load") for name in threads)
+    sources = input_images(tmp_path / "in")
+    writer = DatasetWriter(tmp_path / "plain", DatasetConfig(format="coco"), pipeline.classes,
+                           {"pipeline": pipeline.describe(), "batch_size": 2})  # label_folder's provenance
+    label_images(sources, writer, lambda arrays, _: pipeline.predict_batch(arrays), batch_size=2, progress=False)
+    assert normalized_dataset(tmp_path / "plain") == normalized_dataset(tmp_path / "prepared")
+
+
+def test_a_prepare_that_fails_leaves_the_image_to_the_predict_function(tmp_path):
+    sources = write_pictures(tmp_path / "in", [30, 31])
+    given = []
+
+    def prepare(rgb):
+        if rgb.shape[1] == 31:
+            raise ValueError("cannot prepare")
+        return ("prepared", rgb)
+
+    def predict(inputs, batch):
+        given.extend(type(i).__name__ for i in inputs)
+        return no_objects([i[1] if isinstance(i, tuple) else i for i in inputs], batch)
+
+    summary = label_images(sources, writer_for(tmp_path / "out"), predict, batch_size=2, progress=False,
+                           prepare=prepare)
+    assert given == ["tuple", "ndarray"] and summary.labeled == 2

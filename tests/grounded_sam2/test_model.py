@@ -61,7 +61,12 @@ def test_numpy_is_bgr_unless_told(tiny_florence, small_sam2, image):
     model = make_model(tiny_florence, small_sam2, {"dog": "dog"}, [""] * 3)
     seen = []
     original = model.grounder.ground
-    model.grounder.ground = lambda images, prompts: seen.extend(images) or original(images, prompts)
+
+    def recorded(images, prompts, prepared=None):
+        seen.extend(images)
+        return original(images, prompts, prepared)
+
+    model.grounder.ground = recorded
     model.predict(image[:, :, ::-1])  # BGR, as cv2.imread gives
     model.predict(image, rgb=True)
     from PIL import Image

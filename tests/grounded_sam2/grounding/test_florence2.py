@@ -116,3 +116,24 @@ def test_describe_records_every_setting_and_the_resolved_checkpoint(tiny_florenc
     assert g.describe() == {"backend": "florence2", "checkpoint": str(tiny_florence.resolve()),
                             "strategy": "phrase_grounding", "num_beams": 2, "max_new_tokens": 512,
                             "no_repeat_ngram_size": 0, "batch_size": 8}
+
+
+@pytest.mark.parametrize("side", [None, 768])  # the tiny model's own 32, and the published models'
+def test_pixels_prepared_one_image_at_a_time_are_the_batchs(tiny_florence, side):
+    import torch
+
+    g = grounder(tiny_florence)
+    if side is not None:
+        g.processor.image_processor.size = {"height": side, "width": side}
+    images = IMAGES + [np.random.default_rng(1).integers(0, 255, (720, 1280, 3), dtype=np.uint8)]
+    batch = g._pixel_values(images)
+    assert batch.shape[0] == 3 and (side is None or batch.shape[-2:] == (side, side))
+    assert torch.equal(torch.cat([g.prepare(image) for image in images]), batch)
+
+
+def test_grounding_prepared_pixels_gives_the_same_boxes_and_confidences(tiny_florence):
+    answers = ["dog" + box(100, 200, 300, 400) + "red car" + box(1, 2, 3, 4)] * 4
+    plain = grounder(tiny_florence, answers).ground(IMAGES, ["dog", "red car"])
+    g = grounder(tiny_florence, answers)
+    prepared = g.ground(IMAGES, ["dog", "red car"], [g.prepare(image) for image in IMAGES])
+    assert prepared == plain and all(len(boxes) == 2 for boxes in plain)
