@@ -60,13 +60,14 @@ the dataset), then times the whole labeling run. Reported per pipeline: images/s
 seconds per stage, RSS after loading and peak RSS, detections and label rows per image, and the
 average CPU cores used by this run and by all other processes (above 0.25 cores for the others,
 the run is flagged). Stages: ADG2's are sequential and add up to its wall time. Ours are timed
-by wrapping ``labeling.load_image`` (read, loader threads), ``Pipeline.ground`` (grounding),
-``predictor.set_image_batch`` (SAM encode), ``Segmenter.segment`` minus the encode (SAM decode:
-mask decoder, upscaling, detections) and ``DatasetWriter.commit`` + ``finalize`` (export, export
-threads); reading and export run in threads overlapped with the models, so ours' stage sums can
-exceed its wall time. The two datasets are compared: detections per image (must be equal, exit
-status 1 otherwise) and label rows per image (ours writes one row per mask, its parts joined;
-supervision one row per polygon, so it writes more rows for fragmented masks). On CUDA the
+by wrapping ``labeling.load_and_prepare`` (read: decoding and Florence-2's pixels, loader
+threads), ``Pipeline.ground`` (grounding), ``predictor.set_image_batch`` (SAM encode),
+``Segmenter.segment`` minus the encode (SAM decode: mask decoder, upscaling, detections) and
+``DatasetWriter.commit`` + ``finalize`` (export, export threads); reading and export run in
+threads overlapped with the models, so ours' stage sums can exceed its wall time. The two
+datasets are compared: detections per image (must be equal, exit status 1 otherwise) and label
+rows per image (ours writes one row per mask, its parts joined; supervision one row per polygon,
+so it writes more rows for fragmented masks). On CUDA the
 timers synchronize the device, and a thread samples GPU utilization (``torch.cuda.utilization``,
 else ``nvidia-smi``) every 0.2 s: the mean is reported as the fraction of wall time the GPU was
 busy.
@@ -594,8 +595,8 @@ def run_ours(args) -> dict:
     boxes = {}
     ground = pipeline.ground
 
-    def ground_and_keep(images):
-        out = ground(images)
+    def ground_and_keep(images, prepared=None):
+        out = ground(images, prepared)
         boxes.setdefault("calls", []).append([[list(map(float, b.xyxy)) for b in found] for found in out])
         return out
 
@@ -612,9 +613,9 @@ def run_ours(args) -> dict:
     segmenter.segment = segment_calls.wrap(segment_and_count, "segment")
     segmenter.predictor.set_image_batch = times.wrap(segmenter.predictor.set_image_batch, "sam_encode", sync=cuda)
     wrapped = []
-    if hasattr(labeling, "load_image"):
-        wrapped.append((labeling, "load_image", labeling.load_image))
-        labeling.load_image = times.wrap(labeling.load_image, "read")
+    if hasattr(labeling, "load_and_prepare"):
+        wrapped.append((labeling, "load_and_prepare", labeling.load_and_prepare))
+        labeling.load_and_prepare = times.wrap(labeling.load_and_prepare, "read")
     for name in ("commit", "finalize"):
         wrapped.append((DatasetWriter, name, getattr(DatasetWriter, name)))
         setattr(DatasetWriter, name, times.wrap(getattr(DatasetWriter, name), "export"))
