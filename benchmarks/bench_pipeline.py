@@ -646,7 +646,7 @@ def run_ours(args) -> dict:
         "images_per_s": len(stems) / seconds,
         "stages": stages,
         "stage_calls": {**dict(times.calls), "segment": segment_calls.calls["segment"]},
-        "read_timed": hasattr(labeling, "load_image"),
+        "read_timed": hasattr(labeling, "load_and_prepare"),
         "models_main_thread_s": times.seconds["grounding"] + segment_calls.seconds["segment"],
         "objects": dict(zip(stems, detection_counts)),  # label() predicts in sorted file order
         "rows": {stem: rows.get(stem, 0) for stem in stems},
