@@ -15,9 +15,9 @@ runs the batch groups of :func:`grounded_sam2.labeling.batch_groups` through Ray
 - the driver creates the dataset (its manifest) first, collects the rows into the summary and
   finalizes the dataset at the end.
 
-An actor that dies is restarted by Ray and the groups of its call predicted again whole, as a resume would
-(actor pools retry by default); a killed driver leaves what was written, and the same command
-resumes. The output folder and the model files must be on storage every node sees, at the same
+An actor that dies is restarted by Ray and the groups of its call predicted again whole, as a
+resume would (actor pools retry by default); a killed driver leaves what was written, and the
+same command resumes. The output folder and the model files must be on storage every node sees, at the same
 path, and every node needs this package installed (``pip install grounded-sam2[ray]``).
 """
 
