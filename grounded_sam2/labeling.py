@@ -246,8 +246,7 @@ def label_images(
     prepare: Optional[Callable[[np.ndarray], Any]] = None,
 ) -> LabelSummary:
     """Label ``images`` into ``writer``'s dataset with :func:`label_groups` (``prepare``: see
-    there), committing each
-    result as soon as it exists, then finalize the dataset.
+    there), committing each result as soon as it exists, then finalize the dataset.
 
     Batches are fixed groups: group k is the k-th ``batch_size`` images of ``images``, whatever
     an earlier run did. A group with an unfinished image is predicted whole again (its finished

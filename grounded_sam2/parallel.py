@@ -14,8 +14,8 @@ process gives with the same configuration, to the byte:
 - every worker has the same device type, precision and thread count (on a CPU the thread count
   a single process would use), which are all part of the configuration;
 - a worker that dies (killed, out of memory) is started again, and the groups it held and had
-  not reported written are predicted whole again, as a resume would; after :data:`MAX_RESTARTS` deaths on one device the
-  run stops, and running it again resumes;
+  not reported written are predicted whole again, as a resume would; after :data:`MAX_RESTARTS`
+  deaths on one device the run stops, and running it again resumes;
 - the parent shows one progress bar, collects the skipped inputs, stops everything on Ctrl-C or
   when :data:`~grounded_sam2.labeling.STOP_AFTER_SAME_FAILURES` predictions in a row fail the same
   way, and finalizes the dataset.
